@@ -1,0 +1,3 @@
+from repairtool.cli import entry
+
+entry()

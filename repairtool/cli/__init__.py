@@ -1,0 +1,63 @@
+"""`repairtool`: find and repair stuck Stairway flights. Parses, calls the package, renders, exits.
+
+Heavy modules (SQLAlchemy, Google clients, kubernetes) are imported inside the commands so that
+`repairtool --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from repairtool import __version__
+from repairtool.cli import flights, local, recover
+from repairtool.cli.common import EXIT_CODES_HELP
+from repairtool.errors import RepairToolError
+
+DESCRIPTION = """Find and repair stuck Stairway flights: orphaned RUNNING flights, FlightMap decode
+failures, READY/QUEUED flights nobody picks up. Dry run is the default for anything that changes
+state; every change is a compare-and-set and is written to the audit trail."""
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    flights.register,
+    recover.register,
+    local.register,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repairtool",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stairway-ops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    for choice in sub.choices.values():
+        choice.epilog = EXIT_CODES_HELP
+        choice.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except RepairToolError as error:
+        print(f"repairtool: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("repairtool: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""`repairtool recover …`: the engine's single-flight recovery primitives (stairctl's `force ready`
+/ `force fatal`, plus disown, instance recovery and the READY message), dry run by default.
+
+The flight's (status, owner) as read now is the compare-and-set expectation of the change, so a
+flight the engine moves on between the dry run and `--fix` is skipped, never clobbered.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from repairtool.cli.common import add_db_args, confirm, open_engine, print_json, require_reason
+from repairtool.errors import EXIT_FINDINGS, UsageError
+
+if TYPE_CHECKING:
+    from repairtool.stairway.model import MutationResult
+
+ACTIONS = {
+    "disown": "RUNNING → READY, owner cleared (only if still owned by the same instance)",
+    "force-ready": "any state → READY, owner cleared (stairctl `force ready`; pickup happens at the"
+    " next recovery unless you also `enqueue`)",
+    "force-fatal": "→ FATAL with completed_time (stairctl `force fatal`; final)",
+    "enqueue": "publish the READY message so a live replica resumes the flight now",
+    "instance": "disownRecovery of a dead instance: its RUNNING flights → READY, row deleted",
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("recover", help="single-flight recovery primitives (dry run by default)")
+    acts = p.add_subparsers(dest="recover_action", required=True, metavar="ACTION")
+    for name, helptext in ACTIONS.items():
+        q = acts.add_parser(name, help=helptext, description=helptext)
+        add_db_args(q)
+        q.add_argument("target", metavar="STAIRWAY_NAME" if name == "instance" else "FLIGHT_ID")
+        q.add_argument("--fix", action="store_true", help="apply (default: show what would change)")
+        q.add_argument("--reason", help="why (required with --fix; stored in the audit trail)")
+        q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        q.add_argument("--json", action="store_true")
+        if name == "enqueue":
+            q.add_argument(
+                "--cluster",
+                required=True,
+                help="Stairway cluster name; the topic is <cluster>-workqueue",
+            )
+            q.add_argument("--project", help="GCP project (default $PUBSUB_PROJECT_ID)")
+        q.set_defaults(func=cmd_recover, action=name)
+
+
+def _render(r: MutationResult) -> str:
+    before = f"{r.before.get('status')}/{r.before.get('stairway_id') or '-'}" if r.before else "-"
+    after = f"{r.after.get('status')}/{r.after.get('stairway_id') or '-'}" if r.after else "-"
+    line = f"{r.action} {r.flight_id}: {r.outcome} ({before} → {after})"
+    return line + (f": {r.detail}" if r.detail else "")
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from repairtool.stairway import recovery
+    from repairtool.stairway.audit import Actor
+    from repairtool.stairway.model import FlightState, Outcome
+    from repairtool.stairway.queries import get_flight, list_instances
+    from repairtool.stairway.queue import WorkQueue
+
+    engine = open_engine(args)
+    action: str = args.action
+    if action == "instance":
+        names = {i.stairway_name for i in list_instances(engine)}
+        if args.target not in names:
+            raise UsageError(f"no stairwayinstance row named {args.target}")
+        plan = f"recover instance {args.target}: its RUNNING flights → READY; row deleted"
+    else:
+        flight = get_flight(engine, args.target).flight
+        plan = f"{action} {flight.flight_id}: now {flight.status} owned by {flight.owner or '-'}"
+        if action == "disown" and flight.status != "RUNNING":
+            raise UsageError(f"flight {flight.flight_id} is {flight.status}, not RUNNING")
+    if not args.fix:
+        print(f"dry run: {plan} — {ACTIONS[action]}")
+        print("re-run with --fix --reason TEXT to apply")
+        return EXIT_FINDINGS
+    actor = Actor(reason=require_reason(args.reason))
+    confirm(f"{plan}. Apply?", yes=args.yes)
+    if action == "instance":
+        rec = recovery.recover_instance(engine, args.target, actor=actor)
+        results = list(rec.flights)
+        print(f"{rec.outcome}: {rec.detail}")
+    elif action == "enqueue":
+        queue = WorkQueue.from_env(args.cluster, args.project)
+        results = [recovery.enqueue_ready(engine, flight.flight_id, queue=queue, actor=actor)]
+    else:
+        seen = FlightState(flight.status, flight.owner)
+        if action == "disown":
+            assert flight.owner is not None
+            results = [
+                recovery.disown(engine, flight.flight_id, expected_owner=flight.owner, actor=actor)
+            ]
+        elif action == "force-ready":
+            results = [recovery.force_ready(engine, flight.flight_id, expected=seen, actor=actor)]
+        else:
+            results = [recovery.force_fatal(engine, flight.flight_id, expected=seen, actor=actor)]
+    if args.json:
+        print_json({"results": [r.__dict__ for r in results]})
+    else:
+        for r in results:
+            print(_render(r))
+    return 0 if all(r.outcome is Outcome.CHANGED for r in results) else EXIT_FINDINGS

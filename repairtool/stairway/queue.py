@@ -1,0 +1,80 @@
+"""The engine's work queue: publishing the v1 READY message to `<cluster>-workqueue` on Pub/Sub.
+
+`google-cloud-pubsub` honours `PUBSUB_EMULATOR_HOST` by itself (no credentials needed then).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from repairtool.errors import RepairToolError, UsageError
+
+
+def ready_message(flight_id: str) -> str:
+    """The exact JSON the engine publishes (`QueueMessageReady`, format version "1")."""
+    return json.dumps(
+        {"type": {"version": "1", "messageEnum": "QUEUE_MESSAGE_READY"}, "flightId": flight_id},
+        separators=(",", ":"),
+    )
+
+
+def topic_id(cluster_name: str) -> str:
+    return f"{cluster_name}-workqueue"
+
+
+def subscription_id(cluster_name: str) -> str:
+    return f"{cluster_name}-workqueue-sub"
+
+
+class QueueError(RepairToolError):
+    exit_code = 4
+
+
+@dataclass
+class WorkQueue:
+    """The Pub/Sub topic of one Stairway cluster (TCL: `<namespace>-<cluster-name-suffix>`)."""
+
+    project: str
+    cluster_name: str
+    _publisher: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, cluster_name: str, project: str | None = None) -> WorkQueue:
+        project = (
+            project or os.environ.get("PUBSUB_PROJECT_ID") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        )
+        if not project:
+            raise UsageError(
+                "no Pub/Sub project: pass --project or set PUBSUB_PROJECT_ID/GOOGLE_CLOUD_PROJECT"
+            )
+        return cls(project, cluster_name)
+
+    @property
+    def topic_path(self) -> str:
+        return f"projects/{self.project}/topics/{topic_id(self.cluster_name)}"
+
+    def publish(self, message: str, timeout: float = 30.0) -> str:
+        """Publish one message; returns the server's message id."""
+        try:
+            from google.api_core import exceptions as gexc
+            from google.auth import exceptions as auth_exc
+            from google.cloud import pubsub_v1
+        except ImportError as error:  # pragma: no cover - dependency is declared
+            raise QueueError(f"google-cloud-pubsub is not installed: {error}") from None
+        try:
+            if self._publisher is None:
+                self._publisher = pubsub_v1.PublisherClient()
+            future = self._publisher.publish(self.topic_path, message.encode())
+            return str(future.result(timeout=timeout))
+        except auth_exc.DefaultCredentialsError:
+            raise QueueError(
+                "no Google credentials for Pub/Sub: run `gcloud auth application-default login`"
+                " or set PUBSUB_EMULATOR_HOST for the emulator"
+            ) from None
+        except gexc.NotFound:
+            raise QueueError(f"work-queue topic not found: {self.topic_path}") from None
+        except gexc.GoogleAPIError as error:
+            raise QueueError(f"publishing to {self.topic_path} failed: {error}") from None
