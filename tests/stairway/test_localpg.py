@@ -1,0 +1,74 @@
+"""The project-managed Postgres: persistent in a state dir, restartable, never loosening /root."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from repairtool.errors import LocalPostgresError
+from repairtool.localpg import LocalPostgres, find_binaries
+
+
+def mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_persistent_server_restarts_on_the_same_port_with_its_data() -> None:
+    home_mode = mode(os.path.expanduser("~"))
+    state = Path(tempfile.mkdtemp(prefix="stairway-ops-lpg-"))
+    os.chmod(state, 0o711)
+    local = LocalPostgres(state)
+    try:
+        server = local.start()
+        assert local.status().running
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=server.port,
+            user="postgres",
+            password=server.password,
+            dbname="postgres",
+            autocommit=True,
+        ) as c:
+            c.execute("CREATE TABLE kept (x int)")
+        assert local.start().port == server.port  # idempotent while running
+        assert local.stop()
+        assert not local.status().running
+        again = local.start()
+        assert again.port == server.port
+        with psycopg.connect(
+            host=str(again.socket_dir), port=again.port, user="postgres", dbname="postgres"
+        ) as c:
+            assert c.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+        assert "***" in again.safe_url() and again.password not in again.safe_url()
+        assert again.password not in repr(again)
+    finally:
+        local.destroy()
+    assert not local.status().running
+    assert mode(os.path.expanduser("~")) == home_mode
+    assert not (state / "pg").exists()
+
+
+def test_wrong_password_over_tcp_is_refused(pg_server) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(
+            host="127.0.0.1",
+            port=pg_server.port,
+            user="postgres",
+            password="not-it",
+            dbname="postgres",
+        )
+
+
+def test_missing_pg_bin_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(LocalPostgresError, match="no pg_ctl there"):
+        find_binaries(tmp_path)
+
+
+def test_debian_or_wheel_binaries_are_found() -> None:
+    found = find_binaries()
+    assert (found.bin_dir / "initdb").exists()
