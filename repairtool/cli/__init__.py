@@ -37,10 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in REGISTRARS:
         register(sub)
-    for choice in sub.choices.values():
-        choice.epilog = EXIT_CODES_HELP
-        choice.formatter_class = argparse.RawDescriptionHelpFormatter
+    _document_exit_codes(parser)
     return parser
+
+
+def _document_exit_codes(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's --help ends with the exit codes."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action.choices.values():
+                choice.epilog = EXIT_CODES_HELP
+                choice.formatter_class = argparse.RawDescriptionHelpFormatter
+                _document_exit_codes(choice)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

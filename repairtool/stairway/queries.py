@@ -176,7 +176,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         for k, v in conn.execute(
             text("SELECT key, value FROM flightinput WHERE flightid = :id ORDER BY key"),
             {"id": flight_id},
-        ).tuples()
+        ).all()
     }
     has_log_id = _has_column(conn, "flightlog", "id")
     log_rows = conn.execute(
@@ -197,7 +197,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
                 " ORDER BY w.key"
             ),
             {"id": flight_id},
-        ).tuples():
+        ).all():
             working.setdefault(str(log_id), {})[key] = value
     log = tuple(
         FlightLogEntry(
@@ -221,7 +221,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
             for k, v in conn.execute(
                 text("SELECT key, value FROM flightpersisted WHERE flightid = :id ORDER BY key"),
                 {"id": flight_id},
-            ).tuples()
+            ).all()
         }
     return FlightDetail(
         flight=flight,
@@ -246,7 +246,7 @@ def list_instances_in(conn: Connection) -> list[Instance]:
         Instance(stairway_name=n, stairway_id=i)
         for n, i in conn.execute(
             text("SELECT stairway_name, stairway_id FROM stairwayinstance ORDER BY stairway_name")
-        ).tuples()
+        ).all()
     ]
 
 

@@ -14,7 +14,7 @@ SQL follows the engine (`stairway-engine.md` §1.4, §3.3, §4.1) plus the compa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,6 @@ def _cas_update(
     actor: Actor,
     op_id: str | None,
     policy: RetryPolicy,
-    hook: Callable[[Connection], None] | None = None,
 ) -> MutationResult:
     op = op_id or _new_op()
     audit.ensure_audit_table(engine)
@@ -117,8 +116,6 @@ def _cas_update(
                 None,
                 op,
             )
-        if hook is not None:
-            hook(conn)
         updated = conn.execute(
             text(
                 f"UPDATE flight SET {cas.set_sql} WHERE flightid = :id AND status = :status"
@@ -163,7 +160,6 @@ def disown(
     actor: Actor,
     op_id: str | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
-    hook: Callable[[Connection], None] | None = None,
 ) -> MutationResult:
     """RUNNING → READY with the owner cleared (the engine's disown), if still owned by
     `expected_owner`. The flight is then picked up by the next recovery or a READY message."""
@@ -175,7 +171,6 @@ def disown(
         actor,
         op_id,
         policy,
-        hook,
     )
 
 

@@ -131,7 +131,7 @@ def require_stairway(conn: Connection) -> None:
 
 def _writer(conn: Connection, has_id: bool) -> tuple[str | None, VersionRange | None]:
     """How the newest flightlog rows were written (legacy JSON column / flightlog.id)."""
-    id_col = "id" if has_id else "NULL::uuid AS id"
+    id_col = "id" if has_id else "NULL::uuid"
     row = conn.execute(
         text(
             f"SELECT working_parameters IS NOT NULL AS legacy, {id_col} IS NOT NULL AS has_id"
