@@ -134,7 +134,15 @@ def insert_log(
 
 
 def _time(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
+    """ISO time, or `AGO:<duration>` relative to now (UTC, naive like the engine's columns)."""
+    if not value:
+        return None
+    if value.startswith("AGO:"):
+        from repairtool.durations import parse_duration
+
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        return now - parse_duration(value[4:])
+    return dt.datetime.fromisoformat(value)
 
 
 def seed_2021(engine: Engine) -> int:

@@ -58,3 +58,47 @@ def stairway_db(make_db: MakeDb) -> Engine:
 
 def load_fixture(name: str) -> dict[str, Any]:
     return dict(json.loads((FIXTURES / name).read_text()))
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real Pub/Sub emulator (gcloud's), on a loopback port, for the whole session."""
+    from sandbox.pubsub_emulator import PubSubEmulator, find_launcher
+
+    if find_launcher() is None:
+        pytest.skip("the Pub/Sub emulator (google-cloud-cli-pubsub-emulator + java) is missing")
+    emulator = PubSubEmulator.start(tmp_path_factory.mktemp("pubsub") / "emulator.log")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def work_queue(pubsub_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh `<cluster>-workqueue` topic + `-sub` subscription on the emulator."""
+    from repairtool.stairway.queue import WorkQueue, subscription_id, topic_id
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    cluster = f"terra-test{next(_db_counter)}-workspace-stairway"
+    pubsub_emulator.create_work_queue(
+        "test-project", topic_id(cluster), subscription_id(cluster), ack_deadline_seconds=10
+    )
+    return WorkQueue("test-project", cluster)
+
+
+def pull_messages(queue: Any, max_messages: int = 10) -> list[str]:
+    """Pull (and ack) what is on a work queue's subscription, with the real subscriber client."""
+    from google.cloud import pubsub_v1
+
+    from repairtool.stairway.queue import subscription_id
+
+    with pubsub_v1.SubscriberClient() as sub:
+        path = sub.subscription_path(queue.project, subscription_id(queue.cluster_name))
+        resp = sub.pull(request={"subscription": path, "max_messages": max_messages}, timeout=10)
+        if resp.received_messages:
+            sub.acknowledge(
+                request={"subscription": path,
+                         "ack_ids": [m.ack_id for m in resp.received_messages]}
+            )
+        return [m.message.data.decode() for m in resp.received_messages]

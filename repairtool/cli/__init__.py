@@ -9,32 +9,45 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn, cast
 
 from repairtool import __version__
-from repairtool.cli import flights, local, recover
+from repairtool.cli import decode, flights, local, orphans, recover
 from repairtool.cli.common import EXIT_CODES_HELP
-from repairtool.errors import RepairToolError
+from repairtool.errors import RepairToolError, UsageError
 
 DESCRIPTION = """Find and repair stuck Stairway flights: orphaned RUNNING flights, FlightMap decode
 failures, READY/QUEUED flights nobody picks up. Dry run is the default for anything that changes
 state; every change is a compare-and-set and is written to the audit trail."""
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    orphans.register,
+    decode.register,
     flights.register,
     recover.register,
     local.register,
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `repairtool: error: …` and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(UsageError.exit_code, f"repairtool: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="repairtool",
         description=DESCRIPTION,
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stairway-ops {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
     for register in REGISTRARS:
         register(sub)
     _document_exit_codes(parser)
@@ -60,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RepairToolError as error:
         print(f"repairtool: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        from repairtool.flightmap.errors import FlightMapError
+
+        if isinstance(error, FlightMapError):
+            print(f"repairtool: error: {error}", file=sys.stderr)
+            return UsageError.exit_code
+        raise
     except KeyboardInterrupt:
         print("repairtool: interrupted", file=sys.stderr)
         return 130

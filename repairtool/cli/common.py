@@ -46,6 +46,17 @@ def add_db_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def duration(text: str) -> Any:
+    """argparse type for `90s`, `10m`, `2h`, `3d` (a bad value is a one-line usage error)."""
+    from repairtool.durations import parse_duration
+    from repairtool.errors import UsageError
+
+    try:
+        return parse_duration(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def state_dir_of(args: argparse.Namespace) -> Path:
     from repairtool.localpg import default_state_dir
 

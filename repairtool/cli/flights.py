@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def parse_time(text: str) -> dt.datetime:
     """ISO time (`2021-04-05T14:03:19`, `2021-04-05`) or an age like `10m`, `2h`, `3d` ago."""
-    from repairtool.cli.durations import parse_duration
+    from repairtool.durations import parse_duration
 
     try:
         return dt.datetime.fromisoformat(text)

@@ -1,0 +1,200 @@
+"""`repairtool decode`: check stored FlightMaps against a type catalog for a reader version;
+`repairtool catalog`: draft a catalog from a live database, or show the built-in one.
+
+decode --json document (stable; version 1):
+  {"schema": "repairtool.decode/1", "reader": "legacy" | "typed", "flights": N, "values": N,
+   "findings": [{"flight_id", "class_name", "status", "owner", "kind": "undecodable",
+                 "evidence": {"decode_failures": [{"flight_id", "key", "source", "expected",
+                              "found", "reader", "reason", "engine_exception", "reencodable"}]},
+                 "proposed_action": "reencode" | "fail" | "none"}],
+   "plan": [...], "refused": [...], "applied": [...], "skipped": [...]}   (as in `orphans`)
+Stored values never appear: `found` describes a value's shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from repairtool.cli.common import (
+    add_db_args,
+    confirm,
+    open_engine,
+    print_json,
+    require_reason,
+    table,
+)
+from repairtool.cli.orphans import add_decode_args, catalog_of, reader_of
+from repairtool.errors import EXIT_FINDINGS
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "decode",
+        help="find FlightMap values the service cannot read back (decode failures)",
+        description=__doc__,
+    )
+    add_db_args(p)
+    add_decode_args(p)
+    p.add_argument(
+        "--flight", action="append", default=[], metavar="ID", help="only this flight (repeatable)"
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every flight (default: the non-terminal ones the engine may rebuild)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--fix", action="store_true", help="apply the plan (default: dry run)")
+    p.add_argument(
+        "--action",
+        choices=["fail", "reencode"],
+        help="override the proposed action (reencode: rewrite the inputs for the reader)",
+    )
+    p.add_argument("--reason", help="why (required with --fix)")
+    p.add_argument("--yes", action="store_true")
+    p.set_defaults(func=cmd_decode)
+
+    c = sub.add_parser("catalog", help="draft a type catalog from a database, or show one")
+    acts = c.add_subparsers(dest="catalog_action", required=True, metavar="ACTION")
+    d = acts.add_parser("draft", help="infer a catalog (YAML) from the stored values")
+    add_db_args(d)
+    d.add_argument("--class", dest="class_name", help="only this flight class (* wildcard)")
+    d.add_argument("--limit", type=int, default=2000, help="flights to sample (newest first)")
+    d.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
+    d.set_defaults(func=cmd_draft)
+    s = acts.add_parser("show", help="print the built-in workspace-manager catalog")
+    s.set_defaults(func=cmd_show)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from repairtool.decodescan import scan
+    from repairtool.detect import Action
+    from repairtool.repair import apply_plan, build_plan, read_inputs
+    from repairtool.stairway.audit import Actor
+
+    reason = require_reason(args.reason) if args.fix else ""
+    engine = open_engine(args)
+    reader, reader_source = reader_of(args, engine)
+    catalog = catalog_of(args)
+    result = scan(engine, catalog, reader, flight_ids=tuple(args.flight), all_flights=args.all)
+    from repairtool.detect import Detection
+    from repairtool.liveness import from_registry
+
+    detection = Detection(result.findings, from_registry(), None, result.flights, ())
+    action = Action(args.action) if args.action else None
+    needs_inputs = [f.flight_id for f in result.findings if f.flight_id]
+    plan = build_plan(
+        detection,
+        action=action,
+        named=frozenset(args.flight),
+        catalog=catalog,
+        reader=reader,
+        inputs=read_inputs(engine, needs_inputs),
+    )
+    outcomes = None
+    if args.fix and plan.changes:
+        confirm(
+            f"About to change {len(plan.changes)} flights: "
+            + ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
+            + ". Apply?",
+            yes=args.yes,
+        )
+        outcomes = apply_plan(engine, plan, actor=Actor(reason=reason))
+    if args.json:
+        doc = {
+            "schema": "repairtool.decode/1",
+            "reader": reader.value,
+            "flights": result.flights,
+            "values": result.values,
+            "findings": [f.to_json() for f in result.findings],
+            "plan": [c.to_json() for c in plan.changes],
+            "refused": [r.to_json() for r in plan.refused],
+        }
+        if outcomes is not None:
+            doc["applied"] = [a.to_json() for a in outcomes.applied]
+            doc["skipped"] = [a.to_json() for a in outcomes.skipped]
+        print_json(doc)
+    else:
+        print(
+            f"Reader: {reader.label} ({reader_source}); checked {result.values} values of"
+            f" {result.flights} flights; {len(result.findings)} flights fail to decode"
+        )
+        rows = []
+        for f in result.findings:
+            for x in f.evidence["decode_failures"]:
+                rows.append(
+                    [
+                        f.flight_id,
+                        f.status,
+                        x["source"],
+                        x["key"],
+                        x["expected"],
+                        x["found"],
+                        "yes" if x["reencodable"] else "no",
+                    ]
+                )
+        if rows:
+            print(
+                table(["Flight", "Status", "Map", "Key", "Expected", "Found", "Reencodable"], rows)
+            )
+        for c in plan.changes:
+            print(f"  plan: {c.action:<9} {c.target}  ({' → '.join(c.steps)})")
+        for r in plan.refused:
+            print(f"  refused: {r.action} {r.finding.flight_id}: {r.why}")
+        if outcomes is not None:
+            print(f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped")
+        elif plan.changes:
+            print("dry run: nothing changed; re-run with --fix --reason TEXT to apply")
+    if not result.findings:
+        return 0
+    if outcomes is None or plan.refused or outcomes.skipped:
+        return EXIT_FINDINGS
+    return 0 if len(outcomes.applied) == len(result.findings) else EXIT_FINDINGS
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+
+    from repairtool.flightmap import draft_catalog, dump_catalog
+    from repairtool.stairway.db import reading
+    from repairtool.stairway.version import require_stairway
+
+    engine = open_engine(args)
+    where, params = "", {"limit": args.limit}
+    if args.class_name:
+        op = "LIKE" if "*" in args.class_name else "="
+        where = f"WHERE class_name {op} :cls"
+        params["cls"] = args.class_name.replace("*", "%")
+    with reading(engine) as conn:
+        require_stairway(conn)
+        rows = conn.execute(
+            text(
+                "SELECT f.class_name, i.key, i.value FROM (SELECT flightid, class_name FROM flight"
+                f" {where} ORDER BY submit_time DESC LIMIT :limit) f"
+                " JOIN flightinput i ON i.flightid = f.flightid"
+            ),
+            params,
+        ).all()
+    catalog = draft_catalog((r.class_name, r.key, r.value) for r in rows)
+    out = dump_catalog(
+        catalog,
+        header=f"drafted by `repairtool catalog draft` from {len(rows)} stored inputs;"
+        " review every type marked inferred before relying on it",
+    )
+    if args.output:
+        args.output.write_text(out)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    sys.stdout.write(
+        resources.files("repairtool").joinpath("catalogs", "workspace-manager.yaml").read_text()
+    )
+    return 0

@@ -1,0 +1,140 @@
+"""Scan stored FlightMaps (inputs and the latest working map) against a type catalog.
+
+The default scope is the flights the engine may still rebuild (non-terminal); `all_flights` scans
+every flight's inputs, streaming rows in primary-key order so memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from repairtool.detect import Action, Finding, Kind
+from repairtool.flightmap import Catalog, MapReport, ReaderVersion, decode_map, split_legacy_map
+from repairtool.flightmap.errors import FlightMapError
+from repairtool.stairway.db import reading
+from repairtool.stairway.version import require_stairway
+
+NON_TERMINAL = ("RUNNING", "READY", "READY_TO_RESTART", "QUEUED", "WAITING")
+
+
+@dataclass(frozen=True)
+class DecodeScan:
+    findings: tuple[Finding, ...]
+    flights: int
+    values: int
+    reader: ReaderVersion
+
+
+def _flight_rows(conn: Connection, flight_ids: tuple[str, ...], all_flights: bool) -> Any:
+    if flight_ids:
+        where, params = "WHERE f.flightid = ANY(:ids)", {"ids": list(flight_ids)}
+    elif all_flights:
+        where, params = "", {}
+    else:
+        where, params = "WHERE f.status = ANY(:st)", {"st": list(NON_TERMINAL)}
+    return conn.execution_options(stream_results=True, yield_per=5000).execute(
+        text(
+            "SELECT f.flightid, f.class_name, f.status, f.stairway_id, i.key, i.value"
+            f" FROM flight f JOIN flightinput i ON i.flightid = f.flightid {where}"
+            " ORDER BY f.flightid, i.key"
+        ),
+        params,
+    )
+
+
+def _grouped(rows: Any) -> Iterator[tuple[Any, dict[str, str]]]:
+    current: Any = None
+    values: dict[str, str] = {}
+    for row in rows:
+        if current is not None and row.flightid != current.flightid:
+            yield current, values
+            values = {}
+        current = row
+        values[row.key] = row.value
+    if current is not None:
+        yield current, values
+
+
+def _latest_working(conn: Connection, flight_id: str) -> dict[str, str]:
+    head = conn.execute(
+        text("SELECT * FROM flightlog WHERE flightid = :id ORDER BY log_time DESC LIMIT 1"),
+        {"id": flight_id},
+    ).first()
+    if head is None:
+        return {}
+    m = head._mapping
+    if m.get("id") is not None:
+        rows = conn.execute(
+            text("SELECT key, value FROM flightworking WHERE flightlog_id = :l"), {"l": m["id"]}
+        ).all()
+        if rows:
+            return {k: v for k, v in rows}  # noqa: C416 - rows, not a mapping
+    legacy = m.get("working_parameters")
+    if legacy:
+        try:
+            return split_legacy_map(legacy)
+        except FlightMapError:
+            return {"<working_parameters>": legacy}
+    return {}
+
+
+def _finding(row: Any, reports: list[MapReport]) -> Finding | None:
+    failures = [f.to_json() for r in reports for f in r.findings]
+    if not failures:
+        return None
+    terminal = row.status not in NON_TERMINAL
+    if terminal:
+        action = Action.NONE
+    elif all(f["reencodable"] for f in failures if f["source"] == "input") and all(
+        f["source"] == "input" for f in failures
+    ):
+        action = Action.REENCODE
+    else:
+        action = Action.FAIL
+    evidence: dict[str, Any] = {"decode_failures": failures}
+    if terminal:
+        evidence["why"] = f"{row.status}: the engine will not rebuild it; reported only"
+    return Finding(
+        Kind.UNDECODABLE,
+        row.flightid,
+        row.class_name,
+        row.status,
+        row.stairway_id,
+        action,
+        evidence,
+    )
+
+
+def scan(
+    engine: Engine,
+    catalog: Catalog,
+    reader: ReaderVersion,
+    *,
+    flight_ids: tuple[str, ...] = (),
+    all_flights: bool = False,
+    working: bool = True,
+) -> DecodeScan:
+    """Decode every input (and, for non-terminal flights, the latest working map)."""
+    findings: list[Finding] = []
+    flights = values = 0
+    with reading(engine) as conn, reading(engine) as side:
+        require_stairway(conn)
+        for row, inputs in _grouped(_flight_rows(conn, flight_ids, all_flights)):
+            flights += 1
+            values += len(inputs)
+            reports = [decode_map(row.flightid, row.class_name, inputs, catalog, reader, "input")]
+            if working and row.status in NON_TERMINAL:
+                wm = _latest_working(side, row.flightid)
+                values += len(wm)
+                if wm:
+                    reports.append(
+                        decode_map(row.flightid, row.class_name, wm, catalog, reader, "working")
+                    )
+            finding = _finding(row, reports)
+            if finding is not None:
+                findings.append(finding)
+    return DecodeScan(tuple(findings), flights, values, reader)

@@ -1,0 +1,113 @@
+"""Which Stairway instances are alive: the evidence detection relies on, and how much to trust it.
+
+The engine has no heartbeat: an instance is alive when its pod exists. Sources, strongest first:
+- `--kube`: the deployment's pods, listed with the official kubernetes client (what TCL's
+  `KubeService.getPodSet()` does: pods in the namespace whose name contains the filter);
+- `--live-instances`: pod names given by the operator (offline use, tests);
+- neither: the `stairwayinstance` table — registered and not yet recovered, which includes every
+  dead pod nobody recovered, so "dead owner" cannot be told from "alive" with it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from repairtool.errors import RepairToolError, UsageError
+
+
+class Confidence(enum.StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """The set of live instance names, where it came from, and how far to trust it."""
+
+    live: frozenset[str] | None  # None: unknown (only stairwayinstance was available)
+    source: str
+    confidence: Confidence
+    note: str
+    terminating: frozenset[str] = frozenset()
+
+    def is_live(self, name: str) -> bool | None:
+        if self.live is None:
+            return None
+        return name in self.live
+
+
+def from_names(names: Iterable[str]) -> Liveness:
+    live = frozenset(n.strip() for n in names if n.strip())
+    if not live:
+        raise UsageError("--live-instances is empty; give pod names separated by commas")
+    return Liveness(
+        live,
+        "--live-instances",
+        Confidence.MEDIUM,
+        "live instances as given on the command line; not checked against the cluster",
+    )
+
+
+def from_registry() -> Liveness:
+    return Liveness(
+        None,
+        "stairwayinstance",
+        Confidence.LOW,
+        "no pod list: only the stairwayinstance table was used; it lists every instance that was"
+        " never recovered, live or dead, so dead owners and stale instances cannot be found;"
+        " pass --kube or --live-instances",
+    )
+
+
+class KubeUnavailable(RepairToolError):
+    exit_code = 4
+
+
+def from_kube(
+    namespace: str,
+    pod_filter: str,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> Liveness:
+    """List the namespace's pods whose name contains `pod_filter` with the kubernetes client."""
+    try:
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError as error:  # pragma: no cover - declared dependency
+        raise KubeUnavailable(f"the kubernetes client is not installed: {error}") from None
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (ConfigException, OSError) as error:
+        raise UsageError(f"kubeconfig: {error}") from None
+    try:
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, _request_timeout=30)
+    except ApiException as error:
+        raise KubeUnavailable(
+            f"listing pods in {namespace} failed: {error.status} {error.reason}"
+        ) from None
+    except Exception as error:  # urllib3 connection errors
+        raise KubeUnavailable(f"Kubernetes API unreachable: {type(error).__name__}") from None
+    live: set[str] = set()
+    terminating: set[str] = set()
+    for pod in pods.items:
+        meta, status = pod.metadata, pod.status
+        name = str(meta.name) if meta is not None and meta.name else ""
+        if pod_filter not in name or meta is None:
+            continue
+        if meta.deletion_timestamp is not None:
+            terminating.add(name)
+        elif status is not None and (status.phase or "") in ("Running", "Pending"):
+            live.add(name)
+    return Liveness(
+        frozenset(live),
+        f"kube:{namespace}",
+        Confidence.HIGH,
+        f"{len(live)} pods of {pod_filter} in namespace {namespace} listed with the kubernetes"
+        " client" + (f"; terminating: {', '.join(sorted(terminating))}" if terminating else ""),
+        frozenset(terminating),
+    )
