@@ -59,7 +59,8 @@ GENERATE = [
          ('workspaceId', '"5c2f2f6b-7b64-4c79-9d8a-f2a8f6a2d8a4"'),
          ('workspaceStage', '"MC_WORKSPACE"'), ('displayNameId', '""'), ('descriptionId', '""'),
          ('spendProfileId', '"wm-default-spend-profile"'),
-         ('auth_user_info', '["bio.terra.workspace.service.iam.AuthenticatedUserRequest",{"email":"u@x.org","subjectId":"1","token":"t","reqId":"r"}]')
+         ('auth_user_info', '["bio.terra.workspace.service.iam.AuthenticatedUserRequest",'
+                            '{"email":"u@x.org","subjectId":"1","token":"t","reqId":"r"}]')
        ) AS k(key, value)""",
     "INSERT INTO stairwayinstance VALUES (:live, :live), (:dead, :dead)",
     "ANALYZE",
@@ -100,8 +101,9 @@ def main() -> int:
         with engine.connect() as conn:
             counts = conn.execute(
                 text(
-                    "SELECT (SELECT count(*) FROM flight), (SELECT count(*) FROM flight WHERE status ="
-                    " 'RUNNING'), (SELECT count(*) FROM flightlog), (SELECT count(*) FROM flightinput)"
+                    "SELECT (SELECT count(*) FROM flight),"
+                    " (SELECT count(*) FROM flight WHERE status = 'RUNNING'),"
+                    " (SELECT count(*) FROM flightlog), (SELECT count(*) FROM flightinput)"
                 )
             ).one()
         print(

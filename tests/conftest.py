@@ -98,7 +98,9 @@ def pull_messages(queue: Any, max_messages: int = 10) -> list[str]:
         resp = sub.pull(request={"subscription": path, "max_messages": max_messages}, timeout=10)
         if resp.received_messages:
             sub.acknowledge(
-                request={"subscription": path,
-                         "ack_ids": [m.ack_id for m in resp.received_messages]}
+                request={
+                    "subscription": path,
+                    "ack_ids": [m.ack_id for m in resp.received_messages],
+                }
             )
         return [m.message.data.decode() for m in resp.received_messages]

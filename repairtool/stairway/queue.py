@@ -61,7 +61,7 @@ class WorkQueue:
         try:
             from google.api_core import exceptions as gexc
             from google.auth import exceptions as auth_exc
-            from google.cloud import pubsub_v1
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
         except ImportError as error:  # pragma: no cover - dependency is declared
             raise QueueError(f"google-cloud-pubsub is not installed: {error}") from None
         try:

@@ -1,0 +1,424 @@
+"""Environments: ``envs/<name>.yaml`` loaded into frozen dataclasses.
+
+An environment is data, not code. Loading validates the file: an unknown key, a missing
+required key, a value of the wrong type or a kind-specific section that is missing or misplaced
+is an :class:`~opskit.errors.EnvError` whose one-line message names the file and the key
+(``envs/jcarlton.yaml: unknown key 'gke.projet'``).
+
+Two kinds exist: ``local`` (the sandbox on this machine; needs a ``sandbox`` section) and
+``gke`` (a namespace on a GKE cluster with a Cloud SQL database; needs ``gke``,
+``stairway.db.cloud_sql``, ``service.checkout`` and ``testrunner``).
+
+Secrets are never held in an env file: :class:`SecretRef` names where the secret is found (an
+environment variable and/or a file), and its ``repr`` shows only that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from opskit import paths
+from opskit.errors import EnvError
+
+Kind = Literal["local", "gke"]
+DEFAULT_ENV = "local"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret comes from: an environment variable and/or a file. Never the value."""
+
+    env: str = ""
+    file: str = ""
+
+    def resolve(self) -> str | None:
+        """The secret's value, or None when neither source has it. Never log the result."""
+        if self.env and os.environ.get(self.env):
+            return os.environ[self.env]
+        if self.file:
+            p = Path(self.file).expanduser()
+            if p.is_file():
+                return p.read_text().strip()
+        return None
+
+    def describe(self) -> str:
+        where = []
+        if self.env:
+            where.append(f"${self.env}")
+        if self.file:
+            where.append(self.file)
+        return " or ".join(where) if where else "~/.pgpass"
+
+
+@dataclass(frozen=True)
+class GkeCluster:
+    """The GKE cluster the service runs on (zonal clusters: ``location`` is the zone)."""
+
+    project: str
+    cluster: str
+    zone: str
+    region: str
+    kube_context: str = ""
+    kubeconfig: str = "~/.kube/config"
+    logging_endpoint: str = ""
+
+    @property
+    def context(self) -> str:
+        return self.kube_context or f"gke_{self.project}_{self.zone}_{self.cluster}"
+
+    @property
+    def location(self) -> str:
+        return self.zone or self.region
+
+
+@dataclass(frozen=True)
+class Service:
+    """The Stairway-based service: where its pods run and where it answers."""
+
+    namespace: str
+    deployment: str
+    container: str
+    url: str = ""
+    replicas: int = 1
+    pod_name_filter: str = ""
+    checkout: str = ""
+    image: str = ""
+
+    @property
+    def pod_filter(self) -> str:
+        return self.pod_name_filter or self.deployment
+
+    @property
+    def checkout_path(self) -> Path:
+        return Path(self.checkout).expanduser()
+
+
+@dataclass(frozen=True)
+class CloudSql:
+    """The Cloud SQL instance behind the Stairway database."""
+
+    instance: str
+    region: str
+    project: str = ""
+
+
+@dataclass(frozen=True)
+class StairwayDb:
+    """How to reach the Stairway database from this machine (through the proxy for GKE)."""
+
+    name: str
+    user: str
+    host: str = "127.0.0.1"
+    port: int = 5432
+    password: SecretRef = field(default_factory=SecretRef)
+    cloud_sql: CloudSql | None = None
+
+
+@dataclass(frozen=True)
+class Stairway:
+    """Engine settings: work-queue cluster name, database, engine version in use."""
+
+    cluster_name: str
+    version: str = "0.0.43"
+    db: StairwayDb | None = None
+
+
+@dataclass(frozen=True)
+class DelayHook:
+    """The DelayHook used by pod-kill rehearsals (step index is 0-based, as in the engine)."""
+
+    flight_class: str
+    step: int
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class HelmRepos:
+    """terra-helm and terra-helmfile clones for ``local-dev`` (setup_local_env.sh arguments)."""
+
+    terra_helm: str = "https://github.com/broadinstitute/terra-helm.git"
+    terra_helm_branch: str = "master"
+    terra_helmfile: str = "https://github.com/broadinstitute/terra-helmfile.git"
+    terra_helmfile_branch: str = "master"
+    chart: str = "workspacemanager"
+
+
+@dataclass(frozen=True)
+class TestRunner:
+    """TestRunner (terra-test-runner) server specification and suite for this env."""
+
+    __test__ = False  # not a pytest class
+
+    server: str
+    suite: str
+    description: str
+    sam_uri: str
+    datarepo_uri: str
+    service_account_file: str
+    suite_name: str
+    suite_description: str
+    test_configurations: tuple[str, ...]
+    clienttests_dir: str = "workspace-manager-clienttests"
+    output_dir: str = "/tmp/TR"
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The local sandbox (kind ``local``). The engine version is ``stairway.version``.
+
+    ``reader_version`` selects the FlightMap reader (empty: same as the engine; ``0.0.60`` and
+    lower reproduce the 2021 enum bug on resume). ``queue``: ``auto`` uses the Pub/Sub emulator
+    when installed. ``project``/``cluster``/``location`` are the names its log entries carry.
+    """
+
+    replicas: int = 2
+    reader_version: str = ""
+    queue: Literal["auto", "emulator", "none"] = "auto"
+    pod_listener: bool = True
+    ack_deadline_seconds: int = 100
+    job_timeout_seconds: int = 1800
+    project: str = "terra-sandbox"
+    cluster: str = "terra-sandbox-cluster"
+    location: str = "us-central1-a"
+
+
+@dataclass(frozen=True)
+class Env:
+    """One environment, validated. ``path`` is the file it was loaded from."""
+
+    name: str
+    kind: Kind
+    description: str
+    service: Service
+    stairway: Stairway
+    delay_hook: DelayHook | None = None
+    gke: GkeCluster | None = None
+    helm: HelmRepos | None = None
+    testrunner: TestRunner | None = None
+    sandbox: Sandbox | None = None
+    state_dir: str = ""
+    path: Path = field(default=Path(), compare=False)
+
+    @property
+    def state_path(self) -> Path:
+        """The env's state directory (rendered files, kubeconfig, proxy logs)."""
+        if self.state_dir:
+            p = Path(self.state_dir).expanduser()
+            return p if p.is_absolute() else paths.PROJECT_ROOT / p
+        return paths.state_dir() / "envs" / self.name
+
+    @property
+    def namespace(self) -> str:
+        return self.service.namespace
+
+    def require_db(self) -> StairwayDb:
+        if self.stairway.db is None:
+            raise EnvError(f"{self.path}: env {self.name!r} has no stairway.db")
+        return self.stairway.db
+
+    def require_gke(self) -> GkeCluster:
+        if self.gke is None:
+            raise EnvError(f"{self.path}: env {self.name!r} is not a gke environment")
+        return self.gke
+
+    def to_dict(self) -> dict[str, Any]:
+        """The env as plain data (for templates and Ansible extravars). No secret values."""
+        return _to_plain(self)
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"3m"``, ``"90s"``, ``"1h30m"`` or a number of seconds → timedelta."""
+    if isinstance(text, bool):
+        raise ValueError("not a duration")
+    if isinstance(text, int | float):
+        return timedelta(seconds=float(text))
+    m = _DURATION_RE.match(text.strip())
+    if not text.strip() or not m or not any(m.groups()):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 3m, 1h)")
+    h, mins, s = m.groups()
+    return timedelta(hours=int(h or 0), minutes=int(mins or 0), seconds=float(s or 0))
+
+
+def format_duration(d: timedelta) -> str:
+    total = d.total_seconds()
+    if total % 3600 == 0 and total >= 3600:
+        return f"{int(total // 3600)}h"
+    if total % 60 == 0 and total >= 60:
+        return f"{int(total // 60)}m"
+    return f"{total:g}s"
+
+
+def list_envs(directory: Path | None = None) -> list[str]:
+    """Names of the environments in ``envs/`` (sorted)."""
+    d = directory or paths.envs_dir()
+    return sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def env_file(name: str, directory: Path | None = None) -> Path:
+    return (directory or paths.envs_dir()) / f"{name}.yaml"
+
+
+def load_env(name: str | None = None, directory: Path | None = None) -> Env:
+    """Load and validate ``envs/<name>.yaml`` (default: ``local``)."""
+    name = name or DEFAULT_ENV
+    if not _NAME_RE.match(name):
+        raise EnvError(f"invalid environment name {name!r}")
+    path = env_file(name, directory)
+    if not path.is_file():
+        known = ", ".join(list_envs(directory)) or "none"
+        raise EnvError(f"unknown environment {name!r} (known: {known})")
+    return load_env_file(path)
+
+
+def load_env_file(path: Path) -> Env:
+    """Load and validate one env file; errors name the file and the key."""
+    shown = _shown(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise EnvError(f"{shown}:{where} not valid YAML") from None
+    if not isinstance(data, dict):
+        raise EnvError(f"{shown}: expected a mapping at the top level")
+    env = _build(Env, data, "", shown, skip={"path"})
+    assert isinstance(env, Env)
+    env = dataclasses.replace(env, path=path)
+    if env.name != path.stem:
+        raise EnvError(f"{shown}: key 'name' is {env.name!r} but the file is {path.name!r}")
+    _check_kind(env, shown)
+    return env
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _check_kind(env: Env, shown: str) -> None:
+    def need(value: object, key: str) -> None:
+        if value is None or value == "":
+            raise EnvError(f"{shown}: missing key {key!r} (required for kind {env.kind!r})")
+
+    def forbid(value: object, key: str) -> None:
+        if value is not None:
+            raise EnvError(f"{shown}: key {key!r} is not allowed for kind {env.kind!r}")
+
+    if env.kind == "gke":
+        need(env.gke, "gke")
+        need(env.service.url, "service.url")
+        need(env.stairway.db, "stairway.db")
+        need(env.stairway.db and env.stairway.db.cloud_sql, "stairway.db.cloud_sql")
+        need(env.service.checkout, "service.checkout")
+        need(env.testrunner, "testrunner")
+        forbid(env.sandbox, "sandbox")
+    else:
+        need(env.sandbox, "sandbox")
+        forbid(env.gke, "gke")
+        forbid(env.helm, "helm")
+        forbid(env.stairway.db, "stairway.db")
+        if not env.stairway.cluster_name.startswith(env.namespace + "-"):
+            raise EnvError(
+                f"{shown}: key 'stairway.cluster_name' must be '<service.namespace>-<suffix>'"
+                f" (the sandbox derives it like terra-common-lib)"
+            )
+    if env.delay_hook is not None and env.delay_hook.step < 0:
+        raise EnvError(f"{shown}: key 'delay_hook.step' must be >= 0")
+
+
+def _build(
+    cls: type, data: Any, prefix: str, shown: str, skip: frozenset[str] | set[str] = frozenset()
+) -> object:
+    if not isinstance(data, Mapping):
+        raise EnvError(f"{shown}: key {prefix.rstrip('.')!r} must be a mapping")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    for key in data:
+        if key not in fields:
+            raise EnvError(f"{shown}: unknown key {prefix + str(key)!r}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise EnvError(f"{shown}: missing key {key!r}")
+            continue
+        kwargs[name] = _convert(hints[name], data[name], key, shown)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str, shown: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, key, shown)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            choices = "|".join(str(a) for a in allowed)
+            raise EnvError(f"{shown}: key {key!r} must be one of {choices}, not {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise EnvError(f"{shown}: key {key!r} must be a list")
+        (item_tp, _) = get_args(tp)
+        return tuple(_convert(item_tp, v, f"{key}[{i}]", shown) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(typing.cast(type, tp), value, key + ".", shown)
+    if tp is timedelta:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise EnvError(f"{shown}: key {key!r}: {exc}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise EnvError(f"{shown}: key {key!r} must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EnvError(f"{shown}: key {key!r} must be an integer")
+        return value
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise EnvError(f"{shown}: key {key!r} must be a string")
+        return str(value)
+    raise TypeError(f"unsupported field type {tp!r}")  # pragma: no cover - programming error
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: _to_plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name != "path" and not f.name.startswith("_")
+        }
+    if isinstance(obj, timedelta):
+        return format_duration(obj)
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,271 @@
+"""The ``local`` environment: the sandbox, through the same code paths as GKE.
+
+- pods and the deployment: the official ``kubernetes`` client on the sandbox's kubeconfig
+  (its loopback API server) — the very :class:`~opskit.kube.Kube` the GKE platform uses;
+- logs: ``google-cloud-logging`` on the sandbox's ``entries:list`` endpoint (same
+  :class:`~opskit.cloudlogs.CloudLogs`, same filter);
+- the database: the sandbox's Postgres on loopback (no proxy), password from its state file;
+- deploy: a rollout restart of the sandbox deployment (new template hash, pods replaced one
+  by one), watched like a GKE rollout;
+- run-test: the WorkspaceLifecycle journey against the sandbox API, summarised with TestRunner's
+  fields.
+
+``python -m opskit.local prepare --env-file envs/local.yaml`` prepares Postgres and the schema
+(``inv setup`` runs it from ``playbooks/setup.yml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from opskit import paths
+from opskit.cloudlogs import CloudLogs, LogScope
+from opskit.dbproxy import DbTarget
+from opskit.envs import Env, SecretRef, load_env_file
+from opskit.errors import OpsError, Unavailable, UsageError
+from opskit.events import Reporter
+from opskit.platform import KubePlatform, RolloutResult
+from opskit.testrunner import TestRunSummary
+
+STAIRWAY_DB = "stairway"
+
+
+def sandbox_state_dir(env: Env) -> Path:
+    """Where the sandbox of a local env lives: ``<state>/sandbox`` (the sandbox's default)."""
+    return paths.state_dir().absolute() / "sandbox"
+
+
+def sandbox_config(env: Env) -> Any:
+    """The :class:`sandbox.SandboxConfig` for ``env`` (rendered from templates/sandbox.json.j2)."""
+    from opskit.render import render
+    from sandbox.config import SandboxConfig
+
+    data = json.loads(render(env, "sandbox.json.j2"))
+    return SandboxConfig.from_json(data)
+
+
+def prepare_command(env: Env) -> str:
+    """What ``setup.yml`` runs for a local env."""
+    from opskit.envsetup import python_command
+
+    return python_command("-m", "opskit.local", "prepare", "--env-file", str(env.path))
+
+
+def prepare(env: Env) -> list[str]:
+    """Initialise the sandbox's Postgres, its databases and the engine schema; idempotent.
+
+    Returns what changed (empty on a re-run). A server that was not running is stopped again.
+    """
+    from sqlalchemy import create_engine, text
+
+    from repairtool.localpg import LocalPostgres
+    from sandbox.lifecycle import STAIRWAY_DB as SDB
+    from sandbox.lifecycle import WSM_DB, _start_postgres
+    from sandbox.pubsub_emulator import find_launcher
+
+    cfg = sandbox_config(env)
+    if cfg.queue == "emulator" and find_launcher() is None:
+        raise Unavailable("sandbox.queue is 'emulator' but the Pub/Sub emulator is not installed")
+    sd = cfg.resolved_state_dir
+    sd.mkdir(parents=True, exist_ok=True)
+    local = LocalPostgres(sd)
+    before = local.status()
+    changes: list[str] = []
+    if not before.initialized:
+        changes.append(f"initialized Postgres in {sd}")
+    server = local.start()
+    try:
+        admin = create_engine(server.url("postgres", tcp=False), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                dbs = {str(r[0]) for r in conn.execute(text("SELECT datname FROM pg_database"))}
+        finally:
+            admin.dispose()
+        had_schema = False
+        if SDB in dbs:
+            eng = create_engine(server.url(SDB, tcp=False))
+            try:
+                with eng.connect() as conn:
+                    had_schema = bool(
+                        conn.execute(text("SELECT to_regclass('flight') IS NOT NULL")).scalar()
+                    )
+            finally:
+                eng.dispose()
+        _start_postgres(sd, False, cfg.engine_version)
+        changes += [f"created database {n}" for n in (SDB, WSM_DB) if n not in dbs]
+        if not had_schema:
+            changes.append(f"created the Stairway {cfg.engine_version} schema")
+    finally:
+        if not before.running:
+            local.stop()
+    config_file = sd / "config.json"
+    text_now = cfg.dumps()
+    if not config_file.exists() or config_file.read_text() != text_now:
+        config_file.write_text(text_now)
+        changes.append(f"wrote {config_file}")
+    return changes
+
+
+class LocalPlatform(KubePlatform):
+    """The sandbox as a platform."""
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        self.state_dir = sandbox_state_dir(env)
+        self._h: Any = None
+
+    # -- the running sandbox --------------------------------------------------------------
+
+    def handle(self) -> Any:
+        """The running sandbox's handle; :class:`Unavailable` when it is not running."""
+        if self._h is None:
+            from sandbox.lifecycle import SandboxError, SandboxHandle, status
+
+            st = status(self.state_dir)
+            if not st.running:
+                raise Unavailable(
+                    f"the sandbox is not running in {self.state_dir}: `inv sandbox.up` first"
+                )
+            try:
+                self._h = SandboxHandle.load(self.state_dir)
+            except SandboxError as exc:
+                raise Unavailable(str(exc).splitlines()[0]) from None
+        return self._h
+
+    def _kubeconfig(self) -> tuple[Path | None, str | None]:
+        return Path(self.handle().kubeconfig), None
+
+    def _logs(self) -> CloudLogs:
+        h = self.handle()
+        return CloudLogs(h.config.project_id, h.logging_url)
+
+    def log_scope(self) -> LogScope:
+        cfg = self.handle().config
+        return LogScope(
+            project=cfg.project_id,
+            cluster=cfg.cluster_name,
+            location=cfg.location,
+            namespace=cfg.namespace,
+            container=cfg.container_name,
+        )
+
+    # -- build & deploy -------------------------------------------------------------------
+
+    def build(self, c: Any, reporter: Reporter) -> None:
+        reporter.emit("build.skip", "local: nothing to build (the sandbox runs this checkout)")
+
+    def rollout(self, c: Any, reporter: Reporter, timeout_seconds: float) -> RolloutResult:
+        """Restart the sandbox deployment and watch it roll, pod by pod."""
+        import time
+
+        kube = self.kube()
+        name = self.env.service.deployment
+        before = kube.deployment_status(name)
+        reporter.emit("deploy.start", f"rollout restart of deployment/{name} in the sandbox")
+        t0 = time.monotonic()
+        kube.restart_deployment(name)
+        # wait until the controller saw the new template before judging stability
+        deadline = time.monotonic() + 10
+        while kube.deployment_status(name).generation <= before.generation:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        seconds = kube.wait_rollout(name, timeout_seconds, reporter, started=t0)
+        status = kube.deployment_status(name)
+        return RolloutResult(seconds=seconds, replicas=status.replicas)
+
+    # -- database -------------------------------------------------------------------------
+
+    def _target(self) -> DbTarget:
+        from repairtool.localpg import LocalPostgres
+
+        h = self.handle()
+        pw_file = LocalPostgres(self.state_dir).home / "password"
+        return DbTarget(
+            host="127.0.0.1",
+            port=int(h.postgres_port),
+            name=STAIRWAY_DB,
+            user="postgres",
+            password=SecretRef(file=str(pw_file)),
+        )
+
+    @contextlib.contextmanager
+    def _db(self, reporter: Reporter) -> Iterator[DbTarget]:
+        target = self._target()
+        reporter.emit("db.local", f"sandbox database on {target.host}:{target.port}")
+        yield target
+
+    def db(self, c: Any, reporter: Reporter) -> contextlib.AbstractContextManager[DbTarget]:
+        return self._db(reporter)
+
+    def db_proxy(
+        self, c: Any, reporter: Reporter, log_path: Path | None = None
+    ) -> contextlib.AbstractContextManager[DbTarget]:
+        return self._db(reporter)
+
+    # -- the user journey -----------------------------------------------------------------
+
+    def run_test(self, c: Any, suite: str, reporter: Reporter, run_dir: Path) -> TestRunSummary:
+        from opskit.journey import run_journeys
+
+        if suite not in ("kill-pod", f"kill-pod-{self.env.name}", "WorkspaceLifecycle"):
+            raise UsageError(f"local run-test knows the kill-pod suite only, not {suite!r}")
+        h = self.handle()
+        reporter.emit("test.start", f"WorkspaceLifecycle against {h.service_url}")
+        return run_journeys(h.service_url, run_dir, reporter)
+
+
+# -- sandbox lifecycle (inv sandbox.up|down|status) ---------------------------------------------
+
+
+def up(env: Env, *, fresh: bool = False) -> Any:
+    from sandbox.lifecycle import SandboxError
+    from sandbox.lifecycle import up as sandbox_up
+
+    try:
+        return sandbox_up(sandbox_config(env), fresh=fresh)
+    except SandboxError as exc:
+        raise Unavailable(f"sandbox did not start: {str(exc).splitlines()[0]}") from None
+
+
+def down(env: Env) -> bool:
+    from sandbox.lifecycle import down as sandbox_down
+
+    return bool(sandbox_down(sandbox_state_dir(env)))
+
+
+def status(env: Env) -> Any:
+    from sandbox.lifecycle import status as sandbox_status
+
+    return sandbox_status(sandbox_state_dir(env))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m opskit.local prepare --env-file PATH``: prints ``changed: …`` lines."""
+    parser = argparse.ArgumentParser(prog="python -m opskit.local")
+    parser.add_argument("command", choices=["prepare"])
+    parser.add_argument("--env-file", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        env = load_env_file(args.env_file)
+        if env.kind != "local":
+            raise UsageError(f"{args.env_file}: not a local environment")
+        changes = prepare(env)
+    except OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    for line in changes:
+        print(f"changed: {line}")
+    if not changes:
+        print("ok: nothing to change")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

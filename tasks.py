@@ -1,0 +1,438 @@
+"""stairway-ops tasks: ``inv --list`` is the menu, ``inv --help TASK`` explains one task.
+
+Every task takes ``--env NAME`` (``envs/NAME.yaml``; default ``local``, the sandbox). The tasks
+are thin: they parse options, call ``opskit``, print, and choose the exit code.
+
+Exit codes (``opskit.errors.ExitCode``): 0 ok; 1 failed (playbook or test failed, flight left
+stuck); 2 bad options; 3 unknown env or invalid env file; 4 missing tool or checkout; 5 flight or
+pod not found; 6 refused (e.g. a namespace not in the env file); 7 an external command failed;
+8 timeout; 9 platform unreachable (sandbox down, API or database unreachable). Errors are one
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from typing import Any
+
+from invoke import Collection, Context, task
+from invoke.exceptions import Exit
+
+from opskit import envs as envs_mod
+from opskit.errors import ExitCode, NotFound, UsageError
+from opskit.taskkit import console_reporter, env_of, guard, parse_since, print_json, run_dir
+
+ENV_HELP = "environment name (envs/NAME.yaml); default: local"
+
+
+@task(
+    help={
+        "name": "show one environment in full",
+        "vars": "print the playbooks' extravars for NAME as JSON (ansible-playbook -e @file)",
+        "json": "machine-readable output",
+    }
+)
+@guard
+def envs(c: Context, name: str = "", vars: bool = False, json: bool = False) -> None:
+    """List the environments in envs/ (or show one; --vars prints its playbook extravars)."""
+    from opskit.envsetup import setup_vars
+    from opskit.errors import EnvError
+
+    if vars and not name:
+        raise UsageError("--vars needs --name NAME")
+    if name:
+        env = env_of(name)
+        if vars:
+            print_json(setup_vars(env))
+        elif json:
+            print_json(env.to_dict())
+        else:
+            import yaml
+
+            sys.stdout.write(yaml.safe_dump(env.to_dict(), sort_keys=False))
+        return
+    rows: list[dict[str, Any]] = []
+    bad: list[str] = []
+    for n in envs_mod.list_envs():
+        try:
+            e = env_of(n)
+            rows.append(
+                {
+                    "name": n,
+                    "kind": e.kind,
+                    "namespace": e.namespace,
+                    "description": e.description,
+                    "default": n == envs_mod.DEFAULT_ENV,
+                }
+            )
+        except EnvError as exc:
+            rows.append({"name": n, "error": str(exc)})
+            bad.append(str(exc))
+    if json:
+        print_json(rows)
+    else:
+        for r in rows:
+            if "error" in r:
+                print(f"{r['name']:<12} INVALID  {r['error']}")
+            else:
+                mark = " (default)" if r["default"] else ""
+                print(
+                    f"{r['name']:<12} {r['kind']:<6} {r['namespace']:<18} {r['description']}{mark}"
+                )
+    if bad:
+        raise Exit(f"error: {bad[0]}", int(ExitCode.ENV))
+
+
+@task(help={"env": ENV_HELP, "quiet": "print only the summary"})
+@guard
+def setup(c: Context, env: str = "", quiet: bool = False) -> None:
+    """Prepare an env via playbooks/setup.yml (tools, rendered files, credentials). Idempotent.
+
+    Checks the tools the env needs, renders skaffold config, helm values and the TestRunner server
+    spec and suite into the env's state dir, and fetches cluster credentials (GKE) or prepares the
+    sandbox (local). Prints what changed; a re-run changes nothing.
+    """
+    from opskit.envsetup import setup as do_setup
+
+    e = env_of(env)
+    rd = run_dir("setup", e)
+    result = do_setup(e, rd, reporter=console_reporter(rd, quiet=quiet))
+    if result.changed:
+        print(f"setup {e.name}: {len(result.changed)} change(s):")
+        for item in result.changed:
+            print(f"  changed: {item}")
+        for item in result.prepared:
+            print(f"    {item}")
+    else:
+        print(f"setup {e.name}: nothing changed")
+    print(f"state dir: {result.state_dir}  (artifacts: {rd})")
+
+
+@task(help={"env": ENV_HELP})
+@guard
+def build(c: Context, env: str = "") -> None:
+    """Build the service image (GKE: `skaffold build` in <checkout>/local-dev)."""
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    platform_for(e).build(c, console_reporter())
+
+
+@task(help={"env": ENV_HELP, "timeout": "seconds to wait for the rollout (default 600)"})
+@guard
+def deploy(c: Context, env: str = "", timeout: int = 600) -> None:
+    """Deploy and watch the rollout until `Deployments stabilized in …`.
+
+    GKE: `skaffold run` in <checkout>/local-dev, then the rollout through the Kubernetes API.
+    Local: rolls the sandbox deployment (new template hash, pods replaced one by one).
+    """
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    rd = run_dir("deploy", e)
+    result = platform_for(e).rollout(c, console_reporter(rd), timeout)
+    print(result.message)
+
+
+@task(help={"env": ENV_HELP})
+@guard
+def db_proxy(c: Context, env: str = "") -> None:
+    """Start the Cloud SQL proxy until Ctrl-C and print the psql line.
+
+    GKE: cloud-sql-proxy on the env's port, waiting until it accepts connections. Local: the
+    sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed.
+    """
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    p = platform_for(e)
+    rep = console_reporter()
+    with p.db_proxy(c, rep, e.state_path / "cloud-sql-proxy.log") as target:
+        print(target.psql_line())
+        print(f"password: {target.password.describe()}")
+        if e.kind != "gke":
+            return
+        print("proxy running; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@task(help={"env": ENV_HELP})
+@guard
+def connect_db(c: Context, env: str = "") -> None:
+    """Open psql on the env's Stairway database (starting the Cloud SQL proxy for GKE)."""
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    p = platform_for(e)
+    with p.db(c, console_reporter()) as target:
+        print(target.psql_line())
+        result = c.run(
+            target.psql_line(), pty=sys.stdin.isatty(), warn=True, env=target.child_env()
+        )
+    if result is not None and result.exited:
+        raise Exit(code=int(result.exited))
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "flight": "kill the pod that owns (or received) this flight and follow the flight",
+        "pod": "kill this pod (NAME or NAMESPACE/NAME)",
+        "namespace": "namespace to act in; anything but the env's namespace is refused",
+        "when_step": "first wait until the flight is inside step N (0-based, the delayed step)",
+        "timeout": "overall seconds (default: 600, or 2x the env's delay + 300)",
+        "settle": "stop following when nothing changed this long (default: delay + 60 s)",
+        "grace": "pod deletion grace period in seconds (default: the pod's)",
+        "json": "print the result as JSON",
+    }
+)
+@guard
+def kill_pod(
+    c: Context,
+    env: str = "",
+    flight: str = "",
+    pod: str = "",
+    namespace: str = "",
+    when_step: int = -1,
+    timeout: int = 0,
+    settle: int = 0,
+    grace: int = -1,
+    json: bool = False,
+) -> None:
+    """Kill the pod holding a flight, watch the replacement, and record what the engine did.
+
+    Finds the pod that owns the flight (stairway_id) or received it (logs), optionally waits
+    until the flight is inside the delayed step, deletes the pod with the kubernetes client,
+    watches until the replacement is Ready, then follows the flight until it finishes or is
+    stuck. Prints and saves the timeline (artifacts/kill-pod-*/kill-pod.json).
+    """
+    from opskit.flights import FlightReader
+    from opskit.killpod import KillPodOptions
+    from opskit.killpod import kill_pod as do_kill
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    if not flight and not pod:
+        raise UsageError("give --flight ID or --pod NAME")
+    from opskit.kube import check_namespace
+
+    check_namespace(namespace or None, e.namespace)
+    delay = e.delay_hook.duration.total_seconds() if e.delay_hook else 0.0
+    opts = KillPodOptions(
+        flight_id=flight or None,
+        pod=pod or None,
+        namespace=namespace or None,
+        when_step=when_step if when_step >= 0 else None,
+        timeout=float(timeout) if timeout > 0 else max(600.0, 2 * delay + 300),
+        settle=float(settle) if settle > 0 else max(30.0, delay + 60),
+        grace_period=grace if grace >= 0 else None,
+    )
+    p = platform_for(e)
+    rd = run_dir("kill-pod", e)
+    # engine log lines come in the timeline at the end; live, show pods and flight states
+    rep = console_reporter(rd, quiet=json, show=lambda ev: ".engine." not in ev.kind)
+    if flight:
+        with p.db(c, rep) as target:
+            reader = FlightReader(target.sqlalchemy_url())
+            try:
+                result = do_kill(p, opts, get_flight=reader.get, reporter=rep, run_dir=rd)
+            finally:
+                reader.close()
+    else:
+        result = do_kill(p, opts, reporter=rep, run_dir=rd)
+    if json:
+        print_json(result.to_json())
+    else:
+        print(f"timeline ({result.path}):")
+        for line in result.lines():
+            print("  " + line)
+    if result.outcome == "stuck":
+        raise Exit(f"flight stuck: {result.verdict}", int(ExitCode.FAILED))
+    if result.outcome == "not-replaced":
+        raise Exit("no replacement pod became Ready in time", int(ExitCode.TIMEOUT))
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "flight": "show the engine's events for this flight as a timeline",
+        "pod": "only this pod's entries",
+        "since": "how far back: a duration (1h, 30m, 48h) or an RFC 3339 time (default 1h)",
+        "until": "end of the window (RFC 3339 time or duration back from now)",
+        "limit": "at most this many entries (default 200)",
+        "show_filter": "print the Cloud Logging filter used (paste into the Logs Explorer)",
+        "json": "machine-readable output",
+    }
+)
+@guard
+def logs(
+    c: Context,
+    env: str = "",
+    flight: str = "",
+    pod: str = "",
+    since: str = "1h",
+    until: str = "",
+    limit: int = 200,
+    show_filter: bool = False,
+    json: bool = False,
+) -> None:
+    """Service logs, or with --flight the engine's events for one flight as a timeline.
+
+    Uses the standard filter (project, cluster, namespace, location, container, without /status
+    and /version requests) and always an explicit time bound (--since).
+    """
+    from opskit.cloudlogs import ENGINE_PHRASES
+    from opskit.engine_events import flight_timeline
+    from opskit.kube import split_pod_arg
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    start = parse_since(since)
+    end = parse_since(until) if until else None
+    pod_name = split_pod_arg(pod, e.namespace) if pod else None
+    p = platform_for(e)
+    if show_filter:
+        from opskit.cloudlogs import build_filter
+
+        contains = (flight, *ENGINE_PHRASES) if flight else ()
+        print(build_filter(p.log_scope(), since=start, until=end, pod=pod_name, contains=contains))
+        return
+    if flight:
+        lines = p.query_logs(
+            since=start, until=end, pod=pod_name, contains=(flight, *ENGINE_PHRASES)
+        )
+        items = flight_timeline(lines, flight)
+        if not items:
+            raise NotFound(
+                f"no log lines mention flight {flight} since {start:%Y-%m-%dT%H:%M:%SZ}"
+                " (widen --since?)"
+            )
+        if json:
+            print_json([i.to_json() for i in items])
+            return
+        for i in items:
+            print(f"{_ts(i.at)}  {i.pod:<48} {i.event.kind.value:<18} {i.summary()}")
+        return
+    entries = p.query_logs(since=start, until=end, pod=pod_name, limit=limit)
+    if json:
+        print_json(
+            [
+                {
+                    "timestamp": _ts(x.timestamp),
+                    "pod": x.pod,
+                    "severity": x.severity,
+                    "message": x.message,
+                }
+                for x in entries
+            ]
+        )
+        return
+    for x in entries:
+        first = x.message.splitlines()[0] if x.message else ""
+        print(f"{_ts(x.timestamp)}  {x.pod:<48} {x.severity:<7} {first}")
+
+
+def _ts(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "suite": "test suite: kill-pod (the env's kill-pod-<env>.json) or a suite file name",
+        "json": "print the summary as JSON (TestRunner field names)",
+    }
+)
+@guard
+def run_test(c: Context, env: str = "", suite: str = "kill-pod", json: bool = False) -> None:
+    """Run the workspace user journey and print its SUMMARY_testRun.json summary.
+
+    GKE: TestRunner (`./gradlew runTest --args="suites/kill-pod-<env>.json /tmp/TR"`). Local: the
+    same journey (create → get → delete workspace) against the sandbox API.
+    """
+    from opskit.platform import platform_for
+
+    e = env_of(env)
+    rd = run_dir("run-test", e)
+    summary = platform_for(e).run_test(c, suite, console_reporter(rd, quiet=json), rd)
+    if json:
+        print_json(summary.to_json())
+    else:
+        for line in summary.lines():
+            print(line)
+    if summary.is_failure:
+        raise Exit("test run failed", int(ExitCode.FAILED))
+
+
+def _local_env(name: str) -> Any:
+    e = env_of(name)
+    if e.kind != "local":
+        raise UsageError(f"env {e.name!r} is {e.kind}: the sandbox is for local environments")
+    return e
+
+
+@task(
+    help={
+        "env": "a local environment (envs/NAME.yaml); default: local",
+        "fresh": "wipe the previous database, logs and pods first",
+    }
+)
+@guard
+def sandbox_up(c: Context, env: str = "", fresh: bool = False) -> None:
+    """Start the local sandbox (Postgres, Pub/Sub emulator, pods) and wait until Ready."""
+    from opskit import local
+
+    e = _local_env(env)
+    h = local.up(e, fresh=fresh)
+    pods = h.ready_pods()
+    print(f"sandbox up in {h.startup_seconds:.1f}s: {len(pods)} pod(s) ready in {h.namespace}")
+    for p in pods:
+        print(f"  {p}")
+    print(f"service {h.service_url}  kubeconfig {h.kubeconfig}  logs {h.logging_url}")
+    print("work queue: " + ("Pub/Sub emulator" if h.queue_enabled else "none (resume inline)"))
+
+
+@task(help={"env": "a local environment (envs/NAME.yaml); default: local"})
+@guard
+def sandbox_down(c: Context, env: str = "") -> None:
+    """Stop every process of the local sandbox (pods, supervisor, emulator, Postgres)."""
+    from opskit import local
+
+    was = local.down(_local_env(env))
+    print("sandbox stopped" if was else "sandbox was not running")
+
+
+@task(help={"env": "a local environment (envs/NAME.yaml); default: local", "json": "as JSON"})
+@guard
+def sandbox_status(c: Context, env: str = "", json: bool = False) -> None:
+    """Show what runs in the local sandbox; exit 9 when it is not running."""
+    from opskit import local
+
+    st = local.status(_local_env(env))
+    if json:
+        print_json(st.as_dict())
+    else:
+        print(f"sandbox in {st.state_dir}: {'running' if st.running else 'not running'}")
+        print(f"  supervisor {st.supervisor}  postgres {st.postgres}  emulator {st.emulator}")
+        for p in st.pods:
+            state = "Ready" if p.get("ready") else ("Terminating" if p.get("terminating") else "-")
+            print(f"  pod {p.get('name')}  {state}")
+        for k, v in st.urls.items():
+            print(f"  {k}: {v}")
+    if not st.running:
+        raise Exit(code=int(ExitCode.UNAVAILABLE))
+
+
+sandbox_ns = Collection("sandbox")
+sandbox_ns.add_task(sandbox_up, name="up")
+sandbox_ns.add_task(sandbox_down, name="down")
+sandbox_ns.add_task(sandbox_status, name="status")
+
+ns = Collection(envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test)
+ns.add_collection(sandbox_ns)

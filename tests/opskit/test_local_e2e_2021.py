@@ -1,0 +1,90 @@
+"""The 2021 attempt 1 on the sandbox (slow): with the <= 0.0.60 FlightMap reader, the pod that
+takes over the killed pod's flight cannot rebuild it; `inv kill-pod` reports the flight stuck
+(RUNNING, owned by a live pod) with the MakeFlightException cause, and exits 1."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from invoke import MockContext
+from invoke.exceptions import Exit
+
+from opskit import local, paths
+from opskit.envs import Env, load_env_file
+from opskit.errors import ExitCode
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def _tasks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "stairway_ops_tasks_2021", paths.PROJECT_ROOT / "tasks.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def env_2021(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("STAIRWAY_OPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("STAIRWAY_OPS_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(tmp_path / "envs"))
+    data = yaml.safe_load((paths.PROJECT_ROOT / "envs" / "local.yaml").read_text())
+    data["delay_hook"]["duration"] = "3s"
+    data["sandbox"].update(reader_version="0.0.60", ack_deadline_seconds=10, job_timeout_seconds=60)
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "local.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    env = load_env_file(tmp_path / "envs" / "local.yaml")
+    local.up(env, fresh=True)
+    try:
+        yield env
+    finally:
+        local.down(env)
+        assert not local.status(env).running
+
+
+def test_kill_pod_reports_the_2021_orphan(
+    env_2021: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = _tasks()
+    h = local.LocalPlatform(env_2021).handle()
+    owner = h.wait_ready()[0]
+    fid = str(uuid.uuid4())
+
+    def create() -> None:
+        with contextlib.suppress(Exception):  # the pod dies under the request
+            h.request(
+                "POST",
+                "/api/workspaces/v1",
+                {"id": str(uuid.uuid4()), "jobId": fid, "stage": "MC_WORKSPACE"},
+                pod=owner,
+                token="e2e-token",
+                timeout=60,
+            )
+
+    threading.Thread(target=create, daemon=True).start()
+    with pytest.raises(Exit) as info:
+        tasks.kill_pod(MockContext(), flight=fid, when_step=1, timeout=60, settle=30, json=True)
+    assert info.value.code == ExitCode.FAILED
+    result = json.loads(capsys.readouterr().out)
+    assert result["outcome"] == "stuck"
+    assert result["final"]["status"] == "RUNNING" and result["final"]["stairway_id"] != owner
+    assert "could not rebuild" in result["verdict"]
+    assert "Found value 'MC_WORKSPACE' is not an instance of type" in result["verdict"]
+    kinds = [e["kind"] for e in result["engine_events"]]
+    assert (
+        "taking_ownership" in kinds
+        and "dispatch_error" in kinds
+        and "launching" not in kinds[kinds.index("taking_ownership") :]
+    )
