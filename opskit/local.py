@@ -240,6 +240,13 @@ def down(env: Env) -> bool:
     return bool(sandbox_down(sandbox_state_dir(env)))
 
 
+def destroy(env: Env) -> None:
+    """Stop the sandbox and delete its files (Postgres data included, wherever it lives)."""
+    from sandbox.lifecycle import destroy as sandbox_destroy
+
+    sandbox_destroy(sandbox_state_dir(env))
+
+
 def status(env: Env) -> Any:
     from sandbox.lifecycle import status as sandbox_status
 

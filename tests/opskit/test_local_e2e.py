@@ -68,6 +68,7 @@ def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         finally:
             local.down(env)
             assert not local.status(env).running
+            local.destroy(env)  # its Postgres data may live in a private /tmp directory
 
 
 def test_setup_prepares_the_sandbox_and_a_rerun_changes_nothing(

@@ -52,6 +52,7 @@ def env_2021(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     finally:
         local.down(env)
         assert not local.status(env).running
+        local.destroy(env)  # its Postgres data may live in a private /tmp directory
 
 
 def test_kill_pod_reports_the_2021_orphan(

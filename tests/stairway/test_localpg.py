@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -48,6 +49,7 @@ def test_persistent_server_restarts_on_the_same_port_with_its_data() -> None:
         assert again.password not in repr(again)
     finally:
         local.destroy()
+        shutil.rmtree(state, ignore_errors=True)
     assert not local.status().running
     assert mode(os.path.expanduser("~")) == home_mode
     assert not (state / "pg").exists()

@@ -1,0 +1,1 @@
+"""Flights of the sandbox service (Workspace Manager's, April 2021)."""
