@@ -19,7 +19,7 @@ SECRET_KEY = re.compile(
     r"token|passw(?:or)?d|secret|credential|authorization|api[_-]?key|private[_-]?key", re.I
 )
 # Google OAuth access tokens ("ya29.") and JWTs ("eyJ...": base64 of '{"').
-_SECRET_VALUE = re.compile(r"ya29\.[\w.-]{8,}|eyJ[\w-]{8,}\.[\w-]+\.?[\w-]*")
+SECRET_VALUE = re.compile(r"ya29\.[\w.-]{8,}|eyJ[\w-]{8,}\.[\w-]+\.?[\w-]*")
 
 
 def is_secret_key(name: str) -> bool:
@@ -64,7 +64,7 @@ def _mask(node: Any, secret: bool) -> Any:
         return MASK
     t = type(node)
     if t is str:
-        return MASK if _SECRET_VALUE.search(node) else node
+        return MASK if SECRET_VALUE.search(node) else node
     if t is Typed:
         return Typed(_mask(node.java_class, False), _mask(node.value, False))
     if t is list:
