@@ -14,6 +14,8 @@ from repairtool.errors import RefusedError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from repairtool.target import Target
+
 EXIT_CODES_HELP = """exit codes:
   0  nothing found / all done        4  database unreachable
   1  findings left (dry run, or      5  database refused the login
@@ -25,6 +27,12 @@ EXIT_CODES_HELP = """exit codes:
 
 def add_db_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("database")
+    g.add_argument(
+        "--env",
+        metavar="NAME",
+        help="an environment from envs/NAME.yaml (local = the running sandbox): its database,"
+        " pods and work queue",
+    )
     g.add_argument(
         "--db",
         metavar="URL",
@@ -63,9 +71,29 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
 
 
+def target_of(args: argparse.Namespace) -> Target | None:
+    """The `--env` target (resolved once per command)."""
+    if not getattr(args, "env", None):
+        return None
+    cached: Target | None = getattr(args, "_target", None)
+    if cached is None:
+        from repairtool.target import resolve
+
+        if args.db:
+            from repairtool.errors import UsageError
+
+            raise UsageError("give either --db or --env, not both")
+        cached = resolve(args.env)
+        args._target = cached
+    return cached
+
+
 def open_engine(args: argparse.Namespace) -> Engine:
     from repairtool.stairway.db import make_engine, resolve_settings
 
+    target = target_of(args)
+    if target is not None:
+        return make_engine(target.db)
     settings = resolve_settings(
         args.db, args.env_file, default_env_file=state_dir_of(args) / "local.env"
     )

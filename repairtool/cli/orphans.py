@@ -33,6 +33,7 @@ from repairtool.cli.common import (
     print_json,
     require_reason,
     table,
+    target_of,
 )
 from repairtool.errors import EXIT_FINDINGS, UsageError
 
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from repairtool.liveness import Liveness
     from repairtool.repair import Outcomes, Plan
     from repairtool.stairway.queue import WorkQueue
+
+
+DEFAULT_POD_FILTER = "workspacemanager-deployment"
 
 
 def add_liveness_args(p: argparse.ArgumentParser) -> None:
@@ -156,6 +160,15 @@ def liveness_of(args: argparse.Namespace) -> Liveness:
 
     if args.live_instances:
         return liveness.from_names(args.live_instances.split(","))
+    target = target_of(args)
+    if target is not None and target.namespace:
+        # an environment names its cluster: use its pod list unless told otherwise
+        args.kube = True
+        args.namespace = args.namespace or target.namespace
+        args.kubeconfig = args.kubeconfig or target.kubeconfig
+        args.context = args.context or target.context
+        if target.pod_filter and args.pod_filter == DEFAULT_POD_FILTER:
+            args.pod_filter = target.pod_filter
     if args.kube:
         if not args.namespace:
             raise UsageError("--kube needs --namespace (the deployment's namespace)")
@@ -173,6 +186,9 @@ def reader_of(args: argparse.Namespace, engine: Engine) -> tuple[ReaderVersion, 
 
     if args.reader:
         return parse_reader(args.reader), "--reader"
+    target = target_of(args)
+    if target is not None and target.reader:
+        return parse_reader(target.reader), f"--env {target.name}"
     with reading(engine) as conn:
         gen = detect_generation(conn)
     high = gen.version.high
@@ -188,8 +204,17 @@ def catalog_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def queue_of(args: argparse.Namespace) -> WorkQueue | None:
+    import os
+
     from repairtool.stairway.queue import WorkQueue
 
+    target = target_of(args)
+    if target is not None and not args.cluster and target.cluster_name:
+        if not target.work_queue:
+            return None  # a service without a queue resumes READY flights inline at recovery
+        if target.pubsub_emulator_host:
+            os.environ.setdefault("PUBSUB_EMULATOR_HOST", target.pubsub_emulator_host)
+        return WorkQueue.from_env(target.cluster_name, args.project or target.queue_project)
     if not args.cluster:
         return None
     return WorkQueue.from_env(args.cluster, args.project)

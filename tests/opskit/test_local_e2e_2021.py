@@ -89,3 +89,32 @@ def test_kill_pod_reports_the_2021_orphan(
         and "dispatch_error" in kinds
         and "launching" not in kinds[kinds.index("taking_ownership") :]
     )
+
+    # `repairtool orphans --env local` resolves the running sandbox (database, pods, work queue)
+    # and finds the flight as stalled, with the make-flight failure pattern
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "repairtool",
+            "orphans",
+            "--env",
+            "local",
+            "--json",
+            "--stalled-after",
+            "1s",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["liveness"]["source"].startswith("kube:") and doc["reader"] == "legacy"
+    [stalled] = [f for f in doc["findings"] if f["flight_id"] == fid]
+    assert stalled["kind"] == "stalled" and "make-flight" in stalled["evidence"]["pattern"]

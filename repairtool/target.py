@@ -1,0 +1,49 @@
+"""`--env NAME`: where an environment's Stairway database, pods and work queue are.
+
+repairtool does not know how environments are described; a resolver registered under the
+`repairtool.targets` entry-point group does (opskit registers one for `envs/<name>.yaml`, which
+also knows where the local sandbox is). This keeps the dependency one way: opskit → repairtool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from repairtool.errors import UsageError
+from repairtool.stairway.db import DbSettings
+
+GROUP = "repairtool.targets"
+
+
+@dataclass(frozen=True)
+class Target:
+    """An environment as the repair tool needs it. The password lives only in `db.url`."""
+
+    name: str
+    db: DbSettings = field(repr=False)
+    namespace: str | None = None
+    pod_filter: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    queue_project: str | None = None
+    cluster_name: str | None = None
+    pubsub_emulator_host: str | None = None
+    work_queue: bool = True  # False: the service runs without a queue (resumes inline)
+    reader: str | None = None
+
+
+Resolver = Callable[[str], Target]
+
+
+def resolve(name: str) -> Target:
+    """Resolve `--env NAME` through the registered resolver."""
+    found = list(entry_points(group=GROUP))
+    if not found:
+        raise UsageError(
+            f"--env {name}: no environment resolver installed (pip install -e . in the"
+            " stairway-ops checkout); pass --db URL instead"
+        )
+    resolver: Resolver = found[0].load()
+    return resolver(name)
