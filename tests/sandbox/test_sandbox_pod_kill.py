@@ -3,6 +3,10 @@ the real Pub/Sub emulator and the official kubernetes client — the 2021 experi
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +44,35 @@ def _kill_owner_mid_flight(h: SandboxHandle, create: Callable[..., Any]) -> tupl
     result = call.join(30)
     assert isinstance(result, Exception) or result[0] >= 500, result  # the client lost its pod
     return call, owner
+
+
+def repairtool(h: SandboxHandle, *args: str) -> tuple[int, dict[str, Any]]:
+    """`repairtool orphans --json` against the sandbox: its database, its pods (kube API) and its
+    work queue, exactly as an operator would run it."""
+    argv = [
+        sys.executable,
+        "-m",
+        "repairtool",
+        "orphans",
+        "--json",
+        "--db",
+        h.stairway_tcp_url().render_as_string(hide_password=False),
+        "--kube",
+        "--kubeconfig",
+        str(h.kubeconfig),
+        "--namespace",
+        h.namespace,
+        "--stalled-after",
+        "1s",
+        *args,
+    ]
+    env = dict(os.environ)
+    if h.emulator_host:
+        env["PUBSUB_EMULATOR_HOST"] = h.emulator_host
+        argv += ["--cluster", h.config.stairway_cluster_name, "--project", h.config.project_id]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
 
 
 def _no_token_in_logs(h: SandboxHandle) -> None:
@@ -154,6 +187,23 @@ def test_old_reader_orphans_flight_on_live_pod(
     assert step0["working_parameters"] == '["java.util.HashMap",{}]' and step0["id"] is not None
     _no_token_in_logs(h)
 
+    # repairtool finds it: RUNNING on a live pod, no progress, inputs the 0.0.60 reader rejects
+    code, doc = repairtool(h)
+    assert code == 1 and doc["reader"] == "legacy"
+    [finding] = [f for f in doc["findings"] if f["flight_id"] == flight_id]
+    assert (finding["kind"], finding["owner"]) == ("stalled", taker)
+    assert "make-flight failure" in finding["evidence"]["pattern"]
+    assert finding["proposed_action"] == "reencode"
+    # …and repairs it: re-encode the inputs for the 0.0.60 reader, disown, READY message; a live
+    # pod resumes the flight and this time it is rebuilt and finishes
+    code, fixed = repairtool(h, "--fix", "--yes", "--reason", "rehearsal: 2021 attempt 1")
+    assert code == 0, fixed
+    [applied] = [a for a in fixed["applied"] if a["flight_id"] == flight_id]
+    assert applied["steps"] == ["rewrite_input", "disown", "enqueue"]
+    row = h.wait_flight(flight_id, {"SUCCESS", "ERROR", "FATAL"}, timeout=40)
+    assert row["status"] == "SUCCESS"
+    assert repairtool(h)[1]["findings"] == []
+
 
 def test_dropped_watch_and_no_replacement_leave_dead_owner(
     start_sandbox: Callable[..., SandboxHandle], create_workspace_async: Callable[..., Any]
@@ -179,6 +229,18 @@ def test_dropped_watch_and_no_replacement_leave_dead_owner(
     assert owner in h.instances()  # nobody ran disownRecovery for it
     assert not h.messages(contains="Disowned")
     assert not h.messages(survivor, f"DELETED : {owner}")
+
+    # repairtool finds the dead owner (and its stale instance row) from the pod list
+    code, doc = repairtool(h)
+    kinds = {(f["kind"], f["flight_id"] or f["instance"]) for f in doc["findings"]}
+    assert kinds == {("dead_owner", call.flight_id), ("stale_instance", owner)}
+    # resume: disown + READY message → the surviving pod takes it over and finishes it
+    code, fixed = repairtool(h, "--fix", "--yes", "--reason", "rehearsal: dead owner")
+    assert code == 0, fixed
+    row = h.wait_flight(call.flight_id, {"SUCCESS", "ERROR", "FATAL"}, timeout=40)
+    assert row["status"] == "SUCCESS"
+    assert h.messages(survivor, f"Stairway {survivor} taking ownership of flight {call.flight_id}")
+    assert owner not in h.instances()
 
 
 def test_no_queue_old_reader_crash_loops_on_startup(
