@@ -24,7 +24,7 @@ from repairtool.stairway.model import (
     FlightStatus,
     Instance,
 )
-from repairtool.stairway.version import require_stairway
+from repairtool.stairway.version import column_exists, require_stairway, table_exists
 
 FLIGHT_COLUMNS = (
     "flightid, submit_time, class_name, completed_time, status, serialized_exception, stairway_id"
@@ -145,24 +145,8 @@ def list_flights_in(
     return [flight_from_row(r) for r in conn.execute(text(sql), params)]
 
 
-def _has_table(conn: Connection, name: str) -> bool:
-    return bool(conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one())
-
-
-def _has_column(conn: Connection, table: str, column: str) -> bool:
-    return bool(
-        conn.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema ="
-                " current_schema() AND table_name = :t AND column_name = :c)"
-            ),
-            {"t": table, "c": column},
-        ).scalar_one()
-    )
-
-
 def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
-    has_debug = _has_column(conn, "flight", "debug_info")
+    has_debug = column_exists(conn, "flight", "debug_info")
     cols = FLIGHT_COLUMNS + ", output_parameters" + (", debug_info" if has_debug else "")
     row = conn.execute(
         text(f"SELECT {cols} FROM flight WHERE flightid = :id"), {"id": flight_id}
@@ -178,7 +162,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
             {"id": flight_id},
         ).all()
     }
-    has_log_id = _has_column(conn, "flightlog", "id")
+    has_log_id = column_exists(conn, "flightlog", "id")
     log_rows = conn.execute(
         text(
             "SELECT log_time, step_index, direction, succeeded, rerun, status,"
@@ -189,7 +173,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         {"id": flight_id},
     ).all()
     working: dict[str, dict[str, str]] = {}
-    if has_log_id and _has_table(conn, "flightworking"):
+    if has_log_id and table_exists(conn, "flightworking"):
         for log_id, key, value in conn.execute(
             text(
                 "SELECT w.flightlog_id, w.key, w.value FROM flightworking w"
@@ -215,7 +199,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         for r in log_rows
     )
     persisted: dict[str, str] | None = None
-    if _has_table(conn, "flightpersisted"):
+    if table_exists(conn, "flightpersisted"):
         persisted = {  # noqa: C416
             k: v
             for k, v in conn.execute(

@@ -48,6 +48,38 @@ def _new_op() -> str:
     return str(uuid.uuid4())
 
 
+def _result(
+    action: str,
+    flight_id: str,
+    outcome: Outcome,
+    op: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    detail: str = "",
+    audit_id: int | None = None,
+) -> MutationResult:
+    return MutationResult(action, flight_id, outcome, before, after, detail, audit_id, op)
+
+
+def _replayed(action: str, flight_id: str, audit_id: int, op: str) -> MutationResult:
+    """The operation was applied by an earlier attempt whose commit acknowledgement was lost."""
+    return _result(
+        action,
+        flight_id,
+        Outcome.CHANGED,
+        op,
+        audit_id=audit_id,
+        detail="applied by an earlier attempt whose commit acknowledgement was lost",
+    )
+
+
+def _unknown(action: str, flight_id: str, op: str) -> MutationResult:
+    return _result(
+        action, flight_id, Outcome.NOT_FOUND, op, detail=f"Unknown flight id {flight_id}"
+    )
+
+
 @dataclass(frozen=True)
 class _Cas:
     action: str
@@ -70,51 +102,29 @@ def _cas_update(
     def body(conn: Connection) -> MutationResult:
         done = audit.find_op(conn, op)
         if done is not None:
-            return MutationResult(
-                cas.action,
-                flight_id,
-                Outcome.CHANGED,
-                None,
-                None,
-                "applied by an earlier attempt whose commit acknowledgement was lost",
-                done,
-                op,
-            )
+            return _replayed(cas.action, flight_id, done, op)
         row = conn.execute(text(STATE_SQL), {"id": flight_id}).first()
         if row is None:
-            return MutationResult(
-                cas.action,
-                flight_id,
-                Outcome.NOT_FOUND,
-                None,
-                None,
-                f"Unknown flight id {flight_id}",
-                None,
-                op,
-            )
+            return _unknown(cas.action, flight_id, op)
         before = _state(row)
         if row.status != str(expected.status) or row.stairway_id != expected.owner:
-            return MutationResult(
+            return _result(
                 cas.action,
                 flight_id,
                 Outcome.SKIPPED,
-                before,
-                None,
-                f"flight moved on: expected {expected.status} owned by {expected.owner},"
-                f" found {row.status} owned by {row.stairway_id}",
-                None,
                 op,
+                before=before,
+                detail=f"flight moved on: expected {expected.status} owned by {expected.owner},"
+                f" found {row.status} owned by {row.stairway_id}",
             )
         if cas.refuse_if is not None and row.status == cas.refuse_if.value:
-            return MutationResult(
+            return _result(
                 cas.action,
                 flight_id,
                 Outcome.SKIPPED,
-                before,
-                None,
-                f"Flight is already {cas.refuse_if.value}",
-                None,
                 op,
+                before=before,
+                detail=f"Flight is already {cas.refuse_if.value}",
             )
         updated = conn.execute(
             text(
@@ -125,15 +135,13 @@ def _cas_update(
             {"id": flight_id, "status": str(expected.status), "owner": expected.owner},
         ).all()
         if len(updated) != 1:
-            return MutationResult(
+            return _result(
                 cas.action,
                 flight_id,
                 Outcome.SKIPPED,
-                before,
-                None,
-                f"compare-and-set matched {len(updated)} rows",
-                None,
                 op,
+                before=before,
+                detail=f"compare-and-set matched {len(updated)} rows",
             )
         after = _state(updated[0])
         audit_id = audit.write(
@@ -145,8 +153,14 @@ def _cas_update(
             before=before,
             after=after,
         )
-        return MutationResult(
-            cas.action, flight_id, Outcome.CHANGED, before, after, "", audit_id, op
+        return _result(
+            cas.action,
+            flight_id,
+            Outcome.CHANGED,
+            op,
+            before=before,
+            after=after,
+            audit_id=audit_id,
         )
 
     return run_in_transaction(engine, body, policy=policy, what=f"flight.{cas.action}")
@@ -296,8 +310,14 @@ def recover_instance(
                 after=after,
             )
             results.append(
-                MutationResult(
-                    "recover_instance", r.flightid, Outcome.CHANGED, before, after, "", aid, fop
+                _result(
+                    "recover_instance",
+                    r.flightid,
+                    Outcome.CHANGED,
+                    fop,
+                    before=before,
+                    after=after,
+                    audit_id=aid,
                 )
             )
         conn.execute(text("DELETE FROM stairwayinstance WHERE stairway_id = :sid"), {"sid": sid})
@@ -344,28 +364,17 @@ def enqueue_ready(
     with engine.connect() as conn:
         row = conn.execute(text(STATE_SQL), {"id": flight_id}).first()
     if row is None:
-        return MutationResult(
-            "enqueue_ready",
-            flight_id,
-            Outcome.NOT_FOUND,
-            None,
-            None,
-            f"Unknown flight id {flight_id}",
-            None,
-            op,
-        )
+        return _unknown("enqueue_ready", flight_id, op)
     before = _state(row)
     if row.stairway_id is not None or row.status not in {s.value for s in ENQUEUEABLE}:
-        return MutationResult(
+        return _result(
             "enqueue_ready",
             flight_id,
             Outcome.SKIPPED,
-            before,
-            None,
-            f"not enqueueable: {row.status} owned by {row.stairway_id}"
-            " (resume takes only unowned READY, READY_TO_RESTART or QUEUED flights here)",
-            None,
             op,
+            before=before,
+            detail=f"not enqueueable: {row.status} owned by {row.stairway_id}"
+            " (resume takes only unowned READY, READY_TO_RESTART or QUEUED flights here)",
         )
     message = ready_message(flight_id)
     message_id = queue.publish(message)
@@ -373,15 +382,14 @@ def enqueue_ready(
     def body(conn: Connection) -> MutationResult:
         done = audit.find_op(conn, op)
         if done is not None:
-            return MutationResult(
+            return _result(
                 "enqueue_ready",
                 flight_id,
                 Outcome.CHANGED,
-                before,
-                None,
-                "applied by an earlier attempt",
-                done,
                 op,
+                before=before,
+                detail="applied by an earlier attempt",
+                audit_id=done,
             )
         conn.execute(
             text(
@@ -403,15 +411,15 @@ def enqueue_ready(
             before=before,
             after=after,
         )
-        return MutationResult(
+        return _result(
             "enqueue_ready",
             flight_id,
             Outcome.CHANGED,
-            before,
-            after,
-            f"Queued message. Id: {message_id}; Msg: {message}",
-            aid,
             op,
+            before=before,
+            after=after,
+            detail=f"Queued message. Id: {message_id}; Msg: {message}",
+            audit_id=aid,
         )
 
     return run_in_transaction(engine, body, policy=policy, what="flight.queued")
@@ -436,42 +444,28 @@ def rewrite_input(
     def body(conn: Connection) -> MutationResult:
         done = audit.find_op(conn, op)
         if done is not None:
-            return MutationResult(
-                "rewrite_input",
-                flight_id,
-                Outcome.CHANGED,
-                None,
-                None,
-                "applied by an earlier attempt",
-                done,
-                op,
-            )
+            return _replayed("rewrite_input", flight_id, done, op)
         current = conn.execute(
             text("SELECT value FROM flightinput WHERE flightid = :id AND key = :k"),
             {"id": flight_id, "k": key},
         ).scalar_one_or_none()
         if current is None:
-            return MutationResult(
+            return _result(
                 "rewrite_input",
                 flight_id,
                 Outcome.NOT_FOUND,
-                None,
-                None,
-                f"flight {flight_id} has no input {key!r}",
-                None,
                 op,
+                detail=f"flight {flight_id} has no input {key!r}",
             )
         before = {"key": key, "value": mask_text(current, key)}
         if current != old_value:
-            return MutationResult(
+            return _result(
                 "rewrite_input",
                 flight_id,
                 Outcome.SKIPPED,
-                before,
-                None,
-                f"input {key!r} changed since it was read",
-                None,
                 op,
+                before=before,
+                detail=f"input {key!r} changed since it was read",
             )
         n = conn.execute(
             text(
@@ -481,15 +475,13 @@ def rewrite_input(
             {"id": flight_id, "k": key, "old": old_value, "new": new_value},
         ).rowcount
         if n != 1:
-            return MutationResult(
+            return _result(
                 "rewrite_input",
                 flight_id,
                 Outcome.SKIPPED,
-                before,
-                None,
-                f"compare-and-set matched {n} rows",
-                None,
                 op,
+                before=before,
+                detail=f"compare-and-set matched {n} rows",
             )
         after = {"key": key, "value": mask_text(new_value, key)}
         aid = audit.write(
@@ -501,8 +493,14 @@ def rewrite_input(
             before=before,
             after=after,
         )
-        return MutationResult(
-            "rewrite_input", flight_id, Outcome.CHANGED, before, after, "", aid, op
+        return _result(
+            "rewrite_input",
+            flight_id,
+            Outcome.CHANGED,
+            op,
+            before=before,
+            after=after,
+            audit_id=aid,
         )
 
     return run_in_transaction(engine, body, policy=policy, what="flightinput.rewrite")

@@ -103,11 +103,11 @@ def _probe(conn: Connection) -> Changeset:
     return found
 
 
-def _table_exists(conn: Connection, name: str) -> bool:
+def table_exists(conn: Connection, name: str) -> bool:
     return bool(conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one())
 
 
-def _column_exists(conn: Connection, table: str, column: str) -> bool:
+def column_exists(conn: Connection, table: str, column: str) -> bool:
     return bool(
         conn.execute(
             text(
@@ -121,7 +121,7 @@ def _column_exists(conn: Connection, table: str, column: str) -> bool:
 
 def require_stairway(conn: Connection) -> None:
     """Raise NotStairwayDatabase unless the engine's core tables are there."""
-    missing = [t for t in ("flight", "flightlog", "flightinput") if not _table_exists(conn, t)]
+    missing = [t for t in ("flight", "flightlog", "flightinput") if not table_exists(conn, t)]
     if missing:
         raise NotStairwayDatabase(
             f"not a Stairway database: table {missing[0]} is missing"
@@ -164,7 +164,7 @@ def detect_generation(conn: Connection) -> Generation:
     require_stairway(conn)
     newest: Changeset | None = None
     source = "probe"
-    if _table_exists(conn, "databasechangelog"):
+    if table_exists(conn, "databasechangelog"):
         rows = conn.execute(
             text("SELECT filename FROM databasechangelog ORDER BY orderexecuted")
         ).scalars()
@@ -177,7 +177,7 @@ def detect_generation(conn: Connection) -> Generation:
     schema_range = _range_after(newest)
     if schema_range.high is None:
         schema_range = VersionRange(schema_range.low, None)
-    has_id = _column_exists(conn, "flightlog", "id")
+    has_id = column_exists(conn, "flightlog", "id")
     writer, writer_range = _writer(conn, has_id)
     version = schema_range
     if writer_range is not None:
@@ -190,9 +190,9 @@ def detect_generation(conn: Connection) -> Generation:
         source=source,
         newest_changeset=newest.file,
         writer=writer,
-        has_flightworking=_table_exists(conn, "flightworking"),
-        has_flightpersisted=_table_exists(conn, "flightpersisted"),
-        has_debug_info=_column_exists(conn, "flight", "debug_info"),
+        has_flightworking=table_exists(conn, "flightworking"),
+        has_flightpersisted=table_exists(conn, "flightpersisted"),
+        has_debug_info=column_exists(conn, "flight", "debug_info"),
     )
 
 
