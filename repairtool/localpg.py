@@ -249,13 +249,21 @@ class LocalPostgres:
         found = find_binaries(self.pg_bin)
         if uid is None or _reachable_by_other(found.bin_dir, uid):
             return found
-        # The binaries sit where the server's user cannot reach them (e.g. a venv under /root):
-        # copy the installation next to the data, once.
+        # The binaries sit where the server's user cannot reach them (e.g. a venv under /root
+        # or in a mode-700 temp dir): copy the installation next to the data, once. A wheel's
+        # binaries find their vendored libraries through a relative RPATH
+        # ($ORIGIN/../../../<package>.libs), so the copy keeps that layout.
         install = found.bin_dir.parent
-        target = self._root() / "install"
+        package = install.parent
+        libs = package.parent / f"{package.name}.libs"
+        root = self._root() / "install"
+        target = root / package.name / install.name
         if not (target / "bin" / "pg_ctl").exists():
             shutil.copytree(install, target, symlinks=True, dirs_exist_ok=True)
-            os.chmod(target, 0o755)
+            if libs.is_dir():
+                shutil.copytree(libs, root / libs.name, symlinks=True, dirs_exist_ok=True)
+            for d in (root, root / package.name):
+                os.chmod(d, 0o755)
         return PgBinaries(target / "bin", found.source + " (copied)")
 
     def _choose_root(self, uid: int | None) -> None:

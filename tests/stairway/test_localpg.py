@@ -74,3 +74,32 @@ def test_missing_pg_bin_is_a_clear_error(tmp_path: Path) -> None:
 def test_debian_or_wheel_binaries_are_found() -> None:
     found = find_binaries()
     assert (found.bin_dir / "initdb").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the copy path is taken only when run as root")
+def test_binaries_the_server_user_cannot_reach_are_copied_with_their_libraries() -> None:
+    """A venv in a mode-700 directory (as under /root, or a fresh CI venv in /tmp)."""
+    found = find_binaries()
+    package = found.bin_dir.parent.parent
+    private = Path(tempfile.mkdtemp(prefix="stairway-ops-private-"))  # mode 700
+    state = Path(tempfile.mkdtemp(prefix="stairway-ops-lpg-"))
+    os.chmod(state, 0o711)
+    try:
+        shutil.copytree(package, private / package.name, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, private / libs.name, symlinks=True)
+        bin_dir = private / package.name / found.bin_dir.parent.name / "bin"
+        local = LocalPostgres(state, pg_bin=bin_dir)
+        try:
+            server = local.start()
+            assert "(copied)" in server.binaries.source
+            with psycopg.connect(
+                host=str(server.socket_dir), port=server.port, user="postgres", dbname="postgres"
+            ) as c:
+                assert c.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            local.destroy()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
