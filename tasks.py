@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from opskit import envs as envs_mod
+from opskit import paths
 from opskit.errors import ExitCode, NotFound, UsageError
 from opskit.taskkit import console_reporter, env_of, guard, parse_since, print_json, run_dir
 
@@ -370,6 +372,136 @@ def run_test(c: Context, env: str = "", suite: str = "kill-pod", json: bool = Fa
         raise Exit("test run failed", int(ExitCode.FAILED))
 
 
+EXPERIMENT_HELP = {
+    "name": "the experiment: experiments/NAME.yaml (e.g. single-instance-pod-kill)",
+    "env": ENV_HELP + " (local: a sandbox of the experiment's own)",
+    "attempts": "number of attempts (default: the experiment's)",
+    "delay": "DelayHook seconds (default: the experiment's, e.g. 5)",
+    "keep_sandbox": "local: leave the experiment's sandbox running afterwards",
+    "no_runbooks": "do not render runbooks from the journal",
+    "out": "runbooks directory (default: runbooks/); the journal is copied to OUT/journals/",
+}
+
+
+@task(positional=["name"], help=EXPERIMENT_HELP)
+@guard
+def experiment(
+    c: Context,
+    name: str,
+    env: str = "",
+    attempts: int = 0,
+    delay: str = "",
+    keep_sandbox: bool = False,
+    no_runbooks: bool = False,
+    out: str = "",
+) -> None:
+    """Run a pod-kill experiment, write its journal, render runbooks; exit 1 on deviation.
+
+    Per attempt: steady state before, the flight started through the service API
+    (`inv run-test`), the fault inside the delayed step (`inv kill-pod` or cut DB connections),
+    observation (logs, flight rows, pod events), `repairtool orphans` dry run and --fix when the
+    experiment says so, steady state after, verdict. Local: the sandbox is started with the
+    experiment's replicas/reader/delay in .stairway-ops/experiments/NAME and destroyed after.
+    Writes artifacts/<run-id>/journal.json; when the verdict passed, copies it to
+    runbooks/journals/ and renders runbooks/ from the journals there.
+    """
+    from opskit.experiment import list_definitions, load_definition, run_experiment
+
+    if not name:
+        raise UsageError("name an experiment: " + ", ".join(list_definitions()))
+    definition = load_definition(name)
+    if delay:
+        try:
+            seconds = float(delay)
+        except ValueError:
+            raise UsageError(f"--delay {delay!r}: a number of seconds") from None
+        definition = definition.with_delay(seconds)
+    if attempts < 0:
+        raise UsageError("--attempts must be >= 1")
+    e = env_of(env)
+    rd = paths.new_run_dir(f"{definition.name}-{e.name}")
+    # live: everything but the bulky --json documents (they are in the run's commands/*.log)
+    rep = console_reporter(rd, show=lambda ev: not ev.data.get("quiet"))
+    journal = run_experiment(
+        definition,
+        e,
+        run_dir=rd,
+        reporter=rep,
+        attempts=attempts or None,
+        c=c,
+        keep_sandbox=keep_sandbox,
+    )
+    for a in journal.attempts:
+        print(f"attempt {a.number}: {a.verdict.upper()}  flight {a.flight_id}")
+    print(f"verdict: {journal.verdict.upper()} ({journal.status}, {journal.duration_s:g}s)")
+    print(f"journal: {rd / 'journal.json'}")
+    if journal.deviated:
+        print("runbooks: not updated (runbooks quote verified runs only)")
+    elif not no_runbooks:
+        _render_after_experiment(rd / "journal.json", journal, Path(out) if out else None)
+    if journal.deviated:
+        raise Exit(f"experiment deviated: {journal.fail_step}", int(ExitCode.FAILED))
+
+
+def _render_after_experiment(path: Path, journal: Any, out: Path | None) -> None:
+    import shutil
+
+    from opskit.journal import load
+    from opskit.runbooks import journal_paths, render_runbooks
+
+    out_dir = out or paths.PROJECT_ROOT / "runbooks"
+    kept = out_dir / "journals" / f"{journal.experiment.name}-{journal.env.name}.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, kept)
+    journals = [load(p) for p in journal_paths([kept.parent])]
+    written = render_runbooks(journals, out_dir)
+    print(f"runbooks: {len(written)} files in {out_dir} (journal kept as {kept})")
+
+
+@task(
+    iterable=["journal"],
+    help={
+        "journal": "a journal.json or a directory of them (repeatable); default runbooks/journals/",
+        "out": "output directory (default: runbooks/)",
+        "check": "write nothing; exit 1 when a file in --out differs from what would be rendered",
+    },
+)
+@guard
+def runbook(
+    c: Context, journal: list[str] | None = None, out: str = "", check: bool = False
+) -> None:
+    """Render the runbooks from experiment journals only (never from live state).
+
+    The same journals give byte-identical Markdown: experiment records, the operational
+    runbooks (orphaned RUNNING flights, FlightMap decode failure, stuck READY/QUEUED flights)
+    and an index. Every command they quote was executed by the run that wrote the journal.
+    """
+    from opskit.journal import load
+    from opskit.runbooks import RunbookError, journal_paths, render_runbooks
+    from opskit.runbooks import check as check_runbooks
+
+    sources = [Path(j) for j in journal] if journal else [paths.PROJECT_ROOT / "runbooks/journals"]
+    missing = [str(p) for p in sources if not p.exists()]
+    files = journal_paths(p for p in sources if p.exists())
+    if missing or not files:
+        raise RunbookError(
+            f"no journals in {', '.join(missing or map(str, sources))}"
+            " (`inv experiment NAME` writes one)"
+        )
+    journals = [load(p) for p in files]
+    out_dir = Path(out) if out else paths.PROJECT_ROOT / "runbooks"
+    if check:
+        stale = check_runbooks(journals, out_dir)
+        for name in stale:
+            print(f"stale: {name}")
+        if stale:
+            raise Exit(f"{len(stale)} runbook file(s) differ from their journals", 1)
+        print(f"runbooks in {out_dir} match {len(journals)} journal(s)")
+        return
+    for p in render_runbooks(journals, out_dir):
+        print(p)
+
+
 def _local_env(name: str) -> Any:
     e = env_of(name)
     if e.kind != "local":
@@ -434,5 +566,7 @@ sandbox_ns.add_task(sandbox_up, name="up")
 sandbox_ns.add_task(sandbox_down, name="down")
 sandbox_ns.add_task(sandbox_status, name="status")
 
-ns = Collection(envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test)
+ns = Collection(
+    envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment, runbook
+)
 ns.add_collection(sandbox_ns)

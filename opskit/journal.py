@@ -64,6 +64,8 @@ COMMAND_IDS: Mapping[str, str] = {
     "decode": "`repairtool decode …` without --fix",
     "decode-fix-reencode": "`repairtool decode --fix --action reencode`",
     "audit": "`repairtool flights audit` (the audit trail)",
+    "steady-state-orphans": "`repairtool orphans --json` before and after each attempt",
+    "drop-db-connections": "cut the service's and the tool's database connections (psql)",
 }
 
 #: the keys of ``attempts[].sql_evidence[].name`` that templates quote
@@ -268,8 +270,10 @@ class DelayHook(_Model):
 
 @dataclass(frozen=True)
 class Kill(_Model):
+    """The fault: kill the owner pod, or cut the database connections, at this step."""
+
     when_step: int
-    target: Literal["owner"]
+    target: Literal["owner", "db-connections"]
 
 
 @dataclass(frozen=True)
