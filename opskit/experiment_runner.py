@@ -89,6 +89,7 @@ from opskit.journal import (
     SteadyState,
     TimelineEntry,
     redact,
+    relative_to_project,
     write,
 )
 from opskit.journal import DelayHook as JournalDelayHook
@@ -1076,7 +1077,7 @@ def run_experiment(
         verdict=verdict,
     )
     journal = dataclasses.replace(journal, events=_events(collector, cmds.mask))
-    journal = Journal.from_json(journal.to_json(), source=str(run_dir / JOURNAL_FILE))
+    journal = relative_to_project(journal, paths.PROJECT_ROOT, source=str(run_dir / JOURNAL_FILE))
     write(journal, run_dir / JOURNAL_FILE, secrets=cmds.secrets)
     if done.interrupted is not None:
         raise done.interrupted

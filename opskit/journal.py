@@ -565,6 +565,15 @@ def load(path: Path | str) -> Journal:
     return Journal.from_json(data, source=str(p))
 
 
+def relative_to_project(journal: Journal, root: Path, *, source: str = "journal") -> Journal:
+    """The journal with the project's absolute path written relative to it (`./…`), so that
+    journals and the runbooks rendered from them do not depend on where the checkout lives."""
+    text = json.dumps(journal.to_json(), ensure_ascii=False)
+    base = str(root.resolve())
+    text = text.replace(base + "/", "").replace(base, ".")
+    return Journal.from_json(json.loads(text), source=source)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Mask known secrets and anything that looks like one in ``text`` (a log line, output).
 
