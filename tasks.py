@@ -502,6 +502,40 @@ def runbook(
         print(p)
 
 
+BENCHES = {
+    "decode": "bench/bench_decode.py",
+    "orphans": "bench/bench_orphans.py",
+    "sandbox": "bench/bench_sandbox_startup.py",
+}
+
+
+@task(
+    help={
+        "which": "decode, orphans, sandbox or all (default)",
+        "flights": "flights in the generated database for the orphans benchmark (default 1000000)",
+        "repeat": "repetitions per measurement (medians are reported)",
+    }
+)
+def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int = 3) -> None:
+    """Run the benchmarks under bench/; each reports ratios against a baseline from the same run.
+
+    decode: FlightMap decode values/s vs json.loads; orphans: `repairtool orphans --json` end to
+    end vs the same detection as one psql query (the floor) on a generated database; sandbox:
+    2-replica sandbox start-up vs a bare Postgres start.
+    """
+    names = list(BENCHES) if which == "all" else [which]
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        raise Exit(f"error: unknown benchmark {unknown[0]!r}; one of {', '.join(BENCHES)}", 2)
+    for name in names:
+        args = {
+            "orphans": f" --flights {flights} --repeat {repeat}",
+            "sandbox": f" --rounds {repeat}",
+        }
+        print(f"== {name}")
+        c.run(f"{sys.executable} {BENCHES[name]}{args.get(name, '')}", pty=False)
+
+
 def _local_env(name: str) -> Any:
     e = env_of(name)
     if e.kind != "local":
@@ -567,6 +601,17 @@ sandbox_ns.add_task(sandbox_down, name="down")
 sandbox_ns.add_task(sandbox_status, name="status")
 
 ns = Collection(
-    envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment, runbook
+    envs,
+    setup,
+    build,
+    deploy,
+    db_proxy,
+    connect_db,
+    kill_pod,
+    logs,
+    run_test,
+    experiment,
+    runbook,
+    bench,
 )
 ns.add_collection(sandbox_ns)

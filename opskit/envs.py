@@ -18,17 +18,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
 from opskit import paths
+from opskit.datafile import build
 from opskit.errors import EnvError
 
 Kind = Literal["local", "gke"]
@@ -300,7 +298,7 @@ def load_env_file(path: Path) -> Env:
         raise EnvError(f"{shown}:{where} not valid YAML") from None
     if not isinstance(data, dict):
         raise EnvError(f"{shown}: expected a mapping at the top level")
-    env = _build(Env, data, "", shown, skip={"path"})
+    env = build(Env, data, shown=shown, error=EnvError, skip={"path"}, duration=parse_duration)
     assert isinstance(env, Env)
     env = dataclasses.replace(env, path=path)
     if env.name != path.stem:
@@ -345,67 +343,6 @@ def _check_kind(env: Env, shown: str) -> None:
             )
     if env.delay_hook is not None and env.delay_hook.step < 0:
         raise EnvError(f"{shown}: key 'delay_hook.step' must be >= 0")
-
-
-def _build(
-    cls: type, data: Any, prefix: str, shown: str, skip: frozenset[str] | set[str] = frozenset()
-) -> object:
-    if not isinstance(data, Mapping):
-        raise EnvError(f"{shown}: key {prefix.rstrip('.')!r} must be a mapping")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    for key in data:
-        if key not in fields:
-            raise EnvError(f"{shown}: unknown key {prefix + str(key)!r}")
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        key = prefix + name
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise EnvError(f"{shown}: missing key {key!r}")
-            continue
-        kwargs[name] = _convert(hints[name], data[name], key, shown)
-    return cls(**kwargs)
-
-
-def _convert(tp: Any, value: Any, key: str, shown: str) -> Any:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(args[0], value, key, shown)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            choices = "|".join(str(a) for a in allowed)
-            raise EnvError(f"{shown}: key {key!r} must be one of {choices}, not {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise EnvError(f"{shown}: key {key!r} must be a list")
-        (item_tp, _) = get_args(tp)
-        return tuple(_convert(item_tp, v, f"{key}[{i}]", shown) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _build(typing.cast(type, tp), value, key + ".", shown)
-    if tp is timedelta:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise EnvError(f"{shown}: key {key!r}: {exc}") from None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise EnvError(f"{shown}: key {key!r} must be true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise EnvError(f"{shown}: key {key!r} must be an integer")
-        return value
-    if tp is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise EnvError(f"{shown}: key {key!r} must be a string")
-        return str(value)
-    raise TypeError(f"unsupported field type {tp!r}")  # pragma: no cover - programming error
 
 
 def _to_plain(obj: Any) -> Any:

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import string
-import types
-import typing
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from opskit import paths
+from opskit.datafile import build
 from opskit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -194,7 +193,7 @@ def definition_from_dict(data: Any, path: Path) -> ExperimentDefinition:
     shown = _shown(path)
     if not isinstance(data, Mapping):
         raise ExperimentError(f"{shown}: expected a mapping at the top level")
-    built = _build(ExperimentDefinition, data, "", shown, skip={"path"})
+    built = build(ExperimentDefinition, data, shown=shown, error=ExperimentError, skip={"path"})
     assert isinstance(built, ExperimentDefinition)
     defn = dataclasses.replace(built, path=path)
     _check(defn, shown, path.stem)
@@ -265,70 +264,6 @@ def _check(d: ExperimentDefinition, shown: str, stem: str) -> None:
             )
     if d.repair is not None and not d.repair.reason.strip():
         raise bad("repair.reason", "must not be empty (it goes into the audit trail)")
-
-
-def _build(
-    cls: type, data: Any, prefix: str, shown: str, skip: frozenset[str] | set[str] = frozenset()
-) -> object:
-    if not isinstance(data, Mapping):
-        raise ExperimentError(f"{shown}: key {prefix.rstrip('.')!r} must be a mapping")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    for key in data:
-        if key not in fields:
-            raise ExperimentError(f"{shown}: unknown key {prefix + str(key)!r}")
-    kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        key = prefix + name
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ExperimentError(f"{shown}: missing key {key!r}")
-            continue
-        kwargs[name] = _convert(hints[name], data[name], key, shown)
-    return cls(**kwargs)
-
-
-def _convert(tp: Any, value: Any, key: str, shown: str) -> Any:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        if value is None:
-            if type(None) in get_args(tp):
-                return None
-            raise ExperimentError(f"{shown}: key {key!r} must not be null")
-        (inner,) = [a for a in get_args(tp) if a is not type(None)]
-        return _convert(inner, value, key, shown)
-    if value is None:
-        raise ExperimentError(f"{shown}: key {key!r} must not be null")
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            choices = "|".join(str(a) for a in allowed)
-            raise ExperimentError(f"{shown}: key {key!r} must be one of {choices}, not {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ExperimentError(f"{shown}: key {key!r} must be a list")
-        item_tp = get_args(tp)[0]
-        return tuple(_convert(item_tp, v, f"{key}[{i}]", shown) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _build(typing.cast(type, tp), value, key + ".", shown)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ExperimentError(f"{shown}: key {key!r} must be true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ExperimentError(f"{shown}: key {key!r} must be an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ExperimentError(f"{shown}: key {key!r} must be a number")
-        return float(value)
-    if tp is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ExperimentError(f"{shown}: key {key!r} must be a string")
-        return str(value)
-    raise TypeError(f"unsupported field type {tp!r}")  # pragma: no cover - model bug
 
 
 # --------------------------------------------------------------------------------------------
