@@ -32,9 +32,10 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from sandbox.httpserve import LoopbackServer, QuietHandler
 
 Entry = dict[str, Any]
 
@@ -563,27 +564,16 @@ def list_entries(logs_dir: Path, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class EntriesServer:
+class EntriesServer(LoopbackServer):
     """Loopback `POST /v2/entries:list` (and `GET /` → ok) over a directory of pod log files."""
+
+    thread_name = "entries-list"
 
     def __init__(self, logs_dir: Path, *, port: int = 0) -> None:
         self.logs_dir = logs_dir
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, code: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 self._send(200, {"ok": True})
 
@@ -617,28 +607,7 @@ class EntriesServer:
                         },
                     )
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> EntriesServer:
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="entries-list", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, port)
 
 
 def logging_client(project: str, url: str) -> Any:

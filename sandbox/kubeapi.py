@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -35,6 +34,7 @@ from sandbox.cluster import (
     parse_label_selector,
     pod_display_status,
 )
+from sandbox.httpserve import LoopbackServer, QuietHandler
 
 SERVER_VERSION = {
     "major": "1",
@@ -274,7 +274,7 @@ LIST_KINDS = {
 # -- the server ---------------------------------------------------------------------------------
 
 
-class KubeApiServer:
+class KubeApiServer(LoopbackServer):
     """The HTTP front of a `Cluster`. `port=0` picks a free loopback port."""
 
     def __init__(
@@ -288,42 +288,21 @@ class KubeApiServer:
         self.cluster = cluster
         self.logs_dir = logs_dir
         self.watch_timeout = watch_timeout
-        handler = type("KubeApiHandler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(type("KubeApiHandler", (_Handler,), {"api": self}), port)
         self._closing = threading.Event()
 
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> KubeApiServer:
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="kube-api", daemon=True
-        )
-        self._thread.start()
-        return self
+    thread_name = "kube-api"
 
     def stop(self) -> None:
         self._closing.set()
         for kind in ("pods", "events", "deployments", "replicasets"):
             self.cluster.store.abort_watchers(kind)
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     api: KubeApiServer
-    protocol_version = "HTTP/1.1"
     server_version = "sandbox-kube-apiserver/1.32"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     # -- responses ------------------------------------------------------------------------
     def _send(self, code: int, obj: Any, content_type: str = "application/json") -> None:

@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sandbox.engine.exceptions import (
@@ -44,6 +43,7 @@ from sandbox.flights.workspace import (
     create_inputs,
     delete_inputs,
 )
+from sandbox.httpserve import LoopbackServer, QuietHandler
 
 STATUS_CODES = {
     "OK": 200,
@@ -355,19 +355,17 @@ class ServiceApp:
         raise ApiError(404, f"No handler for {method} {path}")
 
 
-class ServiceServer:
+class ServiceServer(LoopbackServer):
+    thread_name = "http-nio-8080-Acceptor"
+
     def __init__(self, app: ServiceApp, port: int = 0) -> None:
         self.app = app
         outer = self
         self._counter = 0
         self._lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(QuietHandler):
             server_version = "sandbox-workspacemanager"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
             def _serve(self, method: str) -> None:
                 threading.current_thread().name = outer._thread_name()
@@ -427,20 +425,9 @@ class ServiceServer:
             def do_DELETE(self) -> None:
                 self._serve("DELETE")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
+        super().__init__(Handler, port)
 
     def _thread_name(self) -> str:
         with self._lock:
             self._counter += 1
             return f"http-nio-8080-exec-{self._counter}"
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def start(self) -> ServiceServer:
-        threading.Thread(
-            target=self.httpd.serve_forever, name="http-nio-8080-Acceptor", daemon=True
-        ).start()
-        return self

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from sandbox.cluster import (
     Switches,
 )
 from sandbox.config import SandboxConfig
+from sandbox.httpserve import LoopbackServer, QuietHandler
 from sandbox.kubeapi import KubeApiServer, write_kubeconfig
 
 log = logging.getLogger("sandbox.supervisor")
@@ -213,9 +213,11 @@ def _probe(port: int) -> bool:
         conn.close()
 
 
-class FrontProxy:
+class FrontProxy(LoopbackServer):
     """The ingress: forwards each request to a Ready pod (round robin); 502 when the backend
     fails, 504 after the backend timeout (GKE BackendConfig `timeoutSec`)."""
+
+    thread_name = "front"
 
     def __init__(self, cluster: Cluster, runtime: ProcessRuntime, timeout: float) -> None:
         self.cluster = cluster
@@ -224,12 +226,7 @@ class FrontProxy:
         self._rr = itertools.count()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -290,40 +287,16 @@ class FrontProxy:
 
             do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _forward
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def start(self) -> FrontProxy:
-        threading.Thread(target=self.httpd.serve_forever, name="front", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
-class AdminServer:
+class AdminServer(LoopbackServer):
+    thread_name = "admin"
+
     def __init__(self, supervisor: Supervisor) -> None:
         sup = supervisor
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _send(self, code: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path == "/sandbox/v1/state":
                     return self._send(200, sup.state())
@@ -345,20 +318,7 @@ class AdminServer:
                     return None
                 self._send(404, {"message": "not found"})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def start(self) -> AdminServer:
-        threading.Thread(target=self.httpd.serve_forever, name="admin", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 class Supervisor:
