@@ -12,19 +12,23 @@ the psql floor, and interpreter start-up (`python -c pass`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from repairtool.localpg import create_database, temporary_postgres  # noqa: E402
+import psycopg  # noqa: E402
+
+from repairtool.localpg import LocalPostgres, create_database, temporary_postgres  # noqa: E402
 from repairtool.stairway.schema import create_schema  # noqa: E402
 
 LIVE = [
@@ -89,15 +93,30 @@ def main() -> int:
     )
     ap.add_argument("--flights", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keep the generated database here and reuse it on the next run (default: throwaway)",
+    )
     args = ap.parse_args()
-    with temporary_postgres() as server:
-        url = create_database(server, "bench")
-        engine = create_engine(url)
+    if args.state_dir:
+        local = LocalPostgres(args.state_dir.absolute())
+        server_cm: Any = contextlib.nullcontext(local.start())
+    else:
+        server_cm = temporary_postgres()
+    with server_cm as server:
         t0 = time.perf_counter()
-        with engine.begin() as conn:
-            create_schema(conn, "1.1.14")
-            for sql in GENERATE:
-                conn.execute(text(sql), {"n": args.flights, "live": LIVE[0], "dead": DEAD})
+        try:
+            url = create_database(server, "bench")
+            fresh = True
+        except psycopg.errors.DuplicateDatabase:
+            url, fresh = server.url("bench"), False
+        engine = create_engine(url)
+        if fresh:
+            with engine.begin() as conn:
+                create_schema(conn, "1.1.14")
+                for sql in GENERATE:
+                    conn.execute(text(sql), {"n": args.flights, "live": LIVE[0], "dead": DEAD})
         with engine.connect() as conn:
             counts = conn.execute(
                 text(
@@ -106,8 +125,9 @@ def main() -> int:
                     " (SELECT count(*) FROM flightlog), (SELECT count(*) FROM flightinput)"
                 )
             ).one()
+        what = "generated" if fresh else "reused"
         print(
-            f"generated {counts[0]:,} flights ({counts[1]:,} RUNNING), {counts[2]:,} flightlog and"
+            f"{what} {counts[0]:,} flights ({counts[1]:,} RUNNING), {counts[2]:,} flightlog and"
             f" {counts[3]:,} flightinput rows in {time.perf_counter() - t0:.1f}s"
         )
         env = {**os.environ, "PGPASSWORD": server.password}
@@ -143,13 +163,21 @@ def main() -> int:
             "--reader",
             "0.0.61",
         ]
+        nodecode_cmd = [*tool_cmd, "--no-decode"]
         python_cmd = [sys.executable, "-c", "pass"]
         help_cmd = [sys.executable, "-m", "repairtool", "--help"]
-        results: dict[str, list[float]] = {"floor": [], "tool": [], "python": [], "help": []}
+        results: dict[str, list[float]] = {
+            "floor": [],
+            "tool": [],
+            "nodecode": [],
+            "python": [],
+            "help": [],
+        }
         for _ in range(args.repeat):
             for name, cmd in (
                 ("floor", floor_cmd),
                 ("tool", tool_cmd),
+                ("nodecode", nodecode_cmd),
                 ("python", python_cmd),
                 ("help", help_cmd),
             ):
@@ -158,16 +186,37 @@ def main() -> int:
                     print(proc.stderr, file=sys.stderr)
                     return 1
                 results[name].append(secs)
+        # the detection query alone, in process (no interpreter start, imports or connect)
+        from repairtool.detect import Options, detect
+        from repairtool.liveness import from_names
+        from repairtool.stairway.db import make_engine, parse_url
+
+        tool_engine = make_engine(parse_url(url.render_as_string(hide_password=False), "bench"))
+        detect(tool_engine, from_names(LIVE), Options())  # warm the connection pool
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            detect(tool_engine, from_names(LIVE), Options())
+            results.setdefault("inproc", []).append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in results.items()}
         rows = len(timed(floor_cmd, env)[1].stdout.splitlines())
         print(f"floor (psql, one query, {rows:,} non-terminal flights): {med['floor']:.3f}s")
         print(f"repairtool orphans --json:                            {med['tool']:.3f}s")
+        print(f"repairtool orphans --json --no-decode:                {med['nodecode']:.3f}s")
         print(f"python start-up (python -c pass):                     {med['python']:.3f}s")
         print(f"repairtool --help:                                    {med['help']:.3f}s")
+        print(f"detect() in process, warm connection (no decode):   {med['inproc']:.3f}s")
         print(f"ratio tool / floor:                    {med['tool'] / med['floor']:.2f}×")
         print(
             f"ratio tool / (floor + python start-up): "
             f"{med['tool'] / (med['floor'] + med['python']):.2f}×  (goal ≤ 2×)"
+        )
+        print(
+            "ratio --no-decode / (floor + python start-up): "
+            f"{med['nodecode'] / (med['floor'] + med['python']):.2f}×"
+        )
+        print(
+            f"ratio detect() in process / floor:      {med['inproc'] / med['floor']:.2f}×"
+            "  (the floor includes psql's start and login)"
         )
         print(
             f"ratio --help / python start-up:        {med['help'] / med['python']:.2f}×"

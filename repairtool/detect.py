@@ -136,25 +136,23 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
     if options.flight_ids:
         where.append("flightid = ANY(:ids)")
         params["ids"] = list(options.flight_ids)
+    # One statement, as the floor query would be: the non-terminal flights (one scan of
+    # `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1).
     rows = conn.execute(
         text(
-            "SELECT flightid, class_name, status, stairway_id, submit_time FROM flight WHERE "
-            + " AND ".join(where)
-            + " ORDER BY submit_time, flightid"
+            "SELECT f.flightid, f.class_name, f.status, f.stairway_id, f.submit_time,"
+            " l.log_time, l.step_index FROM flight f LEFT JOIN LATERAL (SELECT log_time,"
+            " step_index FROM flightlog WHERE flightid = f.flightid ORDER BY log_time DESC"
+            " LIMIT 1) l ON true WHERE "
+            + " AND ".join(f"f.{w}" for w in where)
+            + " ORDER BY f.submit_time, f.flightid"
         ),
         params,
     ).all()
     ids = [r.flightid for r in rows]
-    last_log: dict[str, tuple[dt.datetime, int]] = {}
-    if ids:
-        for fid, at, step in conn.execute(
-            text(
-                "SELECT DISTINCT ON (flightid) flightid, log_time, step_index FROM flightlog"
-                " WHERE flightid = ANY(:ids) ORDER BY flightid, log_time DESC"
-            ),
-            {"ids": ids},
-        ):
-            last_log[fid] = (at, step)
+    last_log: dict[str, tuple[dt.datetime, int]] = {
+        r.flightid: (r.log_time, r.step_index) for r in rows if r.log_time is not None
+    }
     changed_by_us = _last_audit(conn, ids)
     instances: dict[str, str] = dict(
         conn.execute(text("SELECT stairway_name, stairway_id FROM stairwayinstance")).all()
@@ -288,7 +286,10 @@ def _decode_inputs(
         return {}
     inputs: dict[str, dict[str, str]] = defaultdict(dict)
     for fid, key, value in conn.execute(
-        text("SELECT flightid, key, value FROM flightinput WHERE flightid = ANY(:ids)"),
+        text(
+            "SELECT i.flightid, i.key, i.value FROM unnest(CAST(:ids AS varchar[])) AS r(flightid)"
+            " JOIN flightinput i ON i.flightid = r.flightid"
+        ),
         {"ids": [f.flightid for f in flights]},
     ):
         inputs[fid][key] = value

@@ -101,8 +101,8 @@ def open_engine(args: argparse.Namespace) -> Engine:
 
 
 def print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, default=str, ensure_ascii=False)
-    sys.stdout.write("\n")
+    # one write: json.dump would issue a write per token (100k+ for a large document)
+    sys.stdout.write(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
