@@ -79,7 +79,8 @@ def fake_gke(tmp_path: Path) -> Iterator[FakeGke]:
     logs_dir.mkdir()
     logs_server = EntriesServer(logs_dir).start()
     fake = FakeGke(cluster, kube_server, kubeconfig, logs_server, logs_dir)
-    _wait(lambda: len(fake.pods()) == 2)
+    # both pods listed *and* Ready (Pending → Running → Ready takes a few controller ticks)
+    _wait(lambda: len(fake.pods()) == 2 and all(p["ready"] for p in cluster.pods_summary()))
     try:
         yield fake
     finally:
