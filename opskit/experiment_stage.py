@@ -16,6 +16,7 @@ run with, and the ``deploy`` command. Only ``deploy`` and the database differ:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as dt
 import json
@@ -203,7 +204,7 @@ def _pg_bin() -> str:
     return ""
 
 
-class Stage:
+class Stage(abc.ABC):
     """What both stages share: the platform, the commands' environment, names."""
 
     env: Env
@@ -232,23 +233,28 @@ class Stage:
     def artifacts_dir(self) -> Path:
         return self.run_dir / "artifacts"
 
+    @abc.abstractmethod
     def deploy(self, cmds: CommandLog) -> CommandResult:
-        raise NotImplementedError
+        """Implemented by LocalStage and GkeStage."""
 
     def database(self, c: Any) -> contextlib.AbstractContextManager[DbTarget]:
         return self.platform.db(c, self.rep)
 
+    @abc.abstractmethod
     def service_url(self) -> str:
-        raise NotImplementedError
+        """Implemented by LocalStage and GkeStage."""
 
+    @abc.abstractmethod
     def env_info(self, target: DbTarget) -> EnvInfo:
-        raise NotImplementedError
+        """Implemented by LocalStage and GkeStage."""
 
+    @abc.abstractmethod
     def server_spec(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Implemented by LocalStage and GkeStage."""
 
+    @abc.abstractmethod
     def suite(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Implemented by LocalStage and GkeStage."""
 
     def code_changes(self) -> list[str]:
         return []
@@ -260,8 +266,8 @@ class Stage:
         value = target.password.resolve()
         return [value] if value else []
 
-    def close(self) -> None:
-        """Tear down what the stage started."""
+    def close(self) -> None:  # noqa: B027 - optional hook: stages that start nothing keep it
+        """Tear down what the stage started (nothing by default)."""
 
 
 class LocalStage(Stage):
