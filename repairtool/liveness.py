@@ -83,7 +83,13 @@ def from_kube(
     try:
         api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
     except (ConfigException, OSError) as error:
-        raise UsageError(f"kubeconfig: {error}") from None
+        where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
+        problem = str(error).rstrip(".")
+        raise UsageError(
+            f"kubeconfig {where}{f' (context {context})' if context else ''}: {problem}; fetch the"
+            " cluster credentials (`inv setup --env NAME` or `gcloud container clusters"
+            " get-credentials`) or give the pods with --live-instances"
+        ) from None
     try:
         pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, _request_timeout=30)
     except ApiException as error:
