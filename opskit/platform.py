@@ -10,6 +10,7 @@ Cloud Logging code, pointed at the sandbox's loopback API servers.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as dt
 import time
@@ -92,7 +93,7 @@ class Platform(Protocol):
     ) -> testrunner.TestRunSummary: ...
 
 
-class KubePlatform:
+class KubePlatform(abc.ABC):
     """The parts both implementations share: the official kube client and Cloud Logging."""
 
     env: Env
@@ -102,14 +103,17 @@ class KubePlatform:
         self._kube: Kube | None = None
 
     # subclasses say where the API servers are
+    @abc.abstractmethod
     def _kubeconfig(self) -> tuple[Path | None, str | None]:
-        raise NotImplementedError
+        """Where the API servers are (GKE or the sandbox)."""
 
+    @abc.abstractmethod
     def _logs(self) -> CloudLogs:
-        raise NotImplementedError
+        """Where the API servers are (GKE or the sandbox)."""
 
+    @abc.abstractmethod
     def log_scope(self) -> LogScope:
-        raise NotImplementedError
+        """Where the API servers are (GKE or the sandbox)."""
 
     def kube(self) -> Kube:
         if self._kube is None:

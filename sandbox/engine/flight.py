@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -93,13 +94,14 @@ class FlightContext:
         return self.class_name.rsplit(".", 1)[-1]
 
 
-class Step:
+class Step(abc.ABC):
     """A step: `do_step` and `undo_step` must be idempotent (they may be re-run on recovery)."""
 
     java_class: ClassVar[str] = "bio.terra.stairway.Step"
 
+    @abc.abstractmethod
     def do_step(self, context: FlightContext) -> StepResult:
-        raise NotImplementedError
+        """The step's work (each concrete step defines it)."""
 
     def undo_step(self, context: FlightContext) -> StepResult:
         return StepResult.ok()
