@@ -6,7 +6,6 @@ and google-cloud-logging on the sandbox's loopback servers."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import re
 import threading
@@ -25,18 +24,13 @@ from invoke.exceptions import Exit
 from opskit import local, paths
 from opskit.envs import Env, load_env_file
 from opskit.errors import ExitCode
+from tests.conftest import load_tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def _tasks() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "stairway_ops_tasks_e2e", paths.PROJECT_ROOT / "tasks.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tasks("stairway_ops_tasks_e2e")
 
 
 tasks = _tasks()

@@ -5,7 +5,6 @@ takes over the killed pod's flight cannot rebuild it; `inv kill-pod` reports the
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import threading
 import uuid
@@ -21,18 +20,13 @@ from invoke.exceptions import Exit
 from opskit import local, paths
 from opskit.envs import Env, load_env_file
 from opskit.errors import ExitCode
+from tests.conftest import load_tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def _tasks() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "stairway_ops_tasks_2021", paths.PROJECT_ROOT / "tasks.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tasks("stairway_ops_tasks_2021")
 
 
 @pytest.fixture

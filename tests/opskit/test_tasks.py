@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import shutil
 import uuid
@@ -16,18 +15,13 @@ from invoke.exceptions import Exit
 
 from opskit import paths
 from opskit.errors import ExitCode
+from tests.conftest import load_tasks
 
 FIX = Path(__file__).parent / "fixtures"
 
 
 def _tasks() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "stairway_ops_tasks", paths.PROJECT_ROOT / "tasks.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tasks("stairway_ops_tasks")
 
 
 tasks = _tasks()
