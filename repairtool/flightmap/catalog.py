@@ -242,6 +242,15 @@ def load_builtin_catalog(name: str) -> Catalog:
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
     try:
+        return _loads_catalog(text, source)
+    except RecursionError:  # PyYAML and the type parser recurse: a deep or anchor-looped file
+        raise CatalogError(
+            f"{source}: nested too deeply (or a YAML anchor refers to itself)"
+        ) from None
+
+
+def _loads_catalog(text: str, source: str) -> Catalog:
+    try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
