@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Engine, text
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.audit import last_changes
-from repairtool.stairway.db import run_read
+from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
 from repairtool.stairway.queries import require_columns
 from repairtool.stairway.version import require_stairway
 
@@ -140,7 +140,13 @@ def _age(now: dt.datetime, since: dt.datetime) -> str:
     return f"{secs // 86400}d"
 
 
-def detect(engine: Engine, liveness: Liveness, options: Options = Options()) -> Detection:
+def detect(
+    engine: Engine,
+    liveness: Liveness,
+    options: Options = Options(),
+    *,
+    policy: RetryPolicy = DEFAULT_RETRY,
+) -> Detection:
     """Find orphaned, stalled and unqueued flights and stale instances (one read-only
     transaction, retried like the engine's DbRetry)."""
 
@@ -148,7 +154,7 @@ def detect(engine: Engine, liveness: Liveness, options: Options = Options()) -> 
         require_stairway(conn)
         return detect_in(conn, liveness, options)
 
-    return run_read(engine, body, what="detect")
+    return run_read(engine, body, policy=policy, what="detect")
 
 
 def _commit_timestamps(conn: Connection) -> bool:

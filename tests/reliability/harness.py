@@ -41,9 +41,12 @@ FAST = RetryPolicy(attempts=20, min_sleep=0.002, max_sleep=0.02)
 
 HISTORY_DDL = (
     "ALTER TABLE flight ADD COLUMN rev int NOT NULL DEFAULT 0",
+    # one sequence for both histories: numbers follow the order the row locks were taken
+    "CREATE SEQUENCE history_seq",
     """CREATE TABLE flight_history (
-        seq bigserial PRIMARY KEY, flightid varchar(36), who text, op text,
-        old_rev int, old_status text, old_owner text, new_status text, new_owner text,
+        seq bigint PRIMARY KEY DEFAULT nextval('history_seq'),
+        flightid varchar(36), who text, op text, old_rev int, old_status text,
+        old_owner text, new_status text, new_owner text,
         at timestamptz DEFAULT clock_timestamp())""",
     """CREATE FUNCTION flight_history_fn() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -62,8 +65,8 @@ HISTORY_DDL = (
     "CREATE TRIGGER flight_history_trg BEFORE UPDATE OR DELETE ON flight"
     " FOR EACH ROW EXECUTE FUNCTION flight_history_fn()",
     """CREATE TABLE flightinput_history (
-        seq bigserial PRIMARY KEY, flightid varchar(36), key text, who text,
-        old_value text, new_value text)""",
+        seq bigint PRIMARY KEY DEFAULT nextval('history_seq'),
+        flightid varchar(36), key text, who text, old_value text, new_value text)""",
     """CREATE FUNCTION flightinput_history_fn() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       INSERT INTO flightinput_history (flightid, key, who, old_value, new_value) VALUES
@@ -185,9 +188,17 @@ def insert_flight(
     conn.execute(
         text(
             "INSERT INTO flight (flightid, submit_time, class_name, status, stairway_id,"
-            " serialized_exception, debug_info) VALUES (:f, :t, :c, :s, :o, '', '{}')"
+            " serialized_exception, debug_info, completed_time) VALUES (:f, :t, :c, :s, :o, '',"
+            " '{}', :done)"
         ),
-        {"f": flight_id, "t": submitted, "c": class_name, "s": status, "o": owner},
+        {
+            "f": flight_id,
+            "t": submitted,
+            "c": class_name,
+            "s": status,
+            "o": owner,
+            "done": now if status in ("SUCCESS", "ERROR", "FATAL") else None,
+        },
     )
     for key, value in (inputs or {"description": '"a flight"'}).items():
         conn.execute(

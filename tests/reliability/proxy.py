@@ -31,12 +31,12 @@ class DropAfterBytes:
 
 @dataclass
 class DropBeforeCommit:
-    pass
+    nth: int = 1  # fire at the nth COMMIT after arming
 
 
 @dataclass
 class DropCommitAck:
-    pass
+    nth: int = 1
 
 
 Fault = DropAfterBytes | DropBeforeCommit | DropCommitAck
@@ -56,6 +56,9 @@ class FaultProxy:
         self._fault: Fault | None = None
         self._remaining = 0
         self.fired: list[str] = []
+        #: bytes forwarded each way and COMMITs seen, since the proxy started
+        self.bytes = {"up": 0, "down": 0}
+        self.commits = 0
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
         self._socks: set[socket.socket] = set()
@@ -64,7 +67,7 @@ class FaultProxy:
     def arm(self, fault: Fault) -> None:
         with self._lock:
             self._fault = fault
-            self._remaining = fault.n if isinstance(fault, DropAfterBytes) else 0
+            self._remaining = fault.n if isinstance(fault, DropAfterBytes) else fault.nth
 
     def disarm(self) -> Fault | None:
         with self._lock:
@@ -120,6 +123,9 @@ class FaultProxy:
     def _decide(self, direction: str, data: bytes) -> tuple[bytes, bool]:
         """What to forward of `data` and whether to cut the connection after it."""
         with self._lock:
+            self.bytes[direction] += len(data)
+            if direction == "up":
+                self.commits += data.count(COMMIT_QUERY)
             fault = self._fault
             if fault is None:
                 return data, False
@@ -134,15 +140,19 @@ class FaultProxy:
             if isinstance(fault, DropBeforeCommit) and direction == "up":
                 at = data.find(COMMIT_QUERY)
                 if at >= 0:
-                    self._fault = None
-                    self.fired.append("drop before COMMIT")
-                    return data[:at], True
+                    self._remaining -= 1
+                    if self._remaining <= 0:
+                        self._fault = None
+                        self.fired.append("drop before COMMIT")
+                        return data[:at], True
             if isinstance(fault, DropCommitAck) and direction == "down":
                 at = data.find(COMMIT_DONE)
                 if at >= 0:
-                    self._fault = None
-                    self.fired.append("drop COMMIT acknowledgement")
-                    return data[:at], True
+                    self._remaining -= 1
+                    if self._remaining <= 0:
+                        self._fault = None
+                        self.fired.append("drop COMMIT acknowledgement")
+                        return data[:at], True
             return data, False
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
