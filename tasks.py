@@ -536,6 +536,24 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
         c.run(f"{sys.executable} {BENCHES[name]}{args.get(name, '')}", pty=False)
 
 
+@task(
+    help={
+        "only": "comma-separated soak names or prefixes (race, faults, fuzz, secrets); default all",
+        "scale": "fraction of the full trial counts (default 1.0)",
+        "seed": "random seed (default: a new one, printed)",
+        "json": "also write the figures to this JSON file",
+    }
+)
+def soak(c: Context, only: str = "", scale: float = 1.0, seed: int = -1, json: str = "") -> None:
+    """Run the reliability soaks (tests/reliability) and print their figures: trials and
+    violations per invariant, the table the README's Reliability section quotes."""
+    args = f" --only {only}" if only else ""
+    args += f" --scale {scale}" + (f" --seed {seed}" if seed >= 0 else "")
+    args += f" --json {json}" if json else ""
+    with c.cd(str(Path(__file__).resolve().parent)):
+        c.run(f"{sys.executable} -m tests.reliability.soak{args}", pty=False)
+
+
 def _local_env(name: str) -> Any:
     e = env_of(name)
     if e.kind != "local":
@@ -613,5 +631,6 @@ ns = Collection(
     experiment,
     runbook,
     bench,
+    soak,
 )
 ns.add_collection(sandbox_ns)

@@ -327,6 +327,11 @@ def list_audit(
             return []
         if not state.ours:
             raise _foreign(state)
+        if not state.readable:
+            raise PermissionDenied(
+                f"the database role may not read the audit trail ({TABLE}: needs USAGE on"
+                f" schema {SCHEMA} and SELECT on the table)"
+            )
         evidence = "evidence" if "evidence" not in state.missing_later else "NULL AS evidence"
         sql = (
             f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"

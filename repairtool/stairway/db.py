@@ -352,7 +352,9 @@ def server_message(error: BaseException) -> str:
     strings are masked everywhere, and it is cut to 200 characters."""
     line = _first_line(error)
     state = sqlstate_of(error) or ""
-    if state[:2] in ("22", "P0", "XX", "23") or isinstance(error, exc.DataError):
+    if state[:2] == "P0":  # a trigger's or function's own RAISE: its text may carry any value
+        return "raised by a trigger or function in the database"
+    if state[:2] in ("22", "XX", "23") or isinstance(error, exc.DataError):
         line = _QUOTED.sub(lambda m: m.group(0)[0] + "…" + m.group(0)[0], line)
     line = SECRET_VALUE.sub(MASK, line)
     return line if len(line) <= 200 else line[:199] + "…"

@@ -26,7 +26,7 @@ from repairtool.stairway.model import (
     Instance,
 )
 from repairtool.stairway.schema import NEWEST_KNOWN
-from repairtool.stairway.version import column_exists, require_stairway, table_exists
+from repairtool.stairway.version import require_stairway
 
 FLIGHT_COLUMNS = (
     "flightid, submit_time, class_name, completed_time, status, serialized_exception, stairway_id"
@@ -141,9 +141,8 @@ READ_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def require_columns(conn: Connection, tables: Sequence[str] = tuple(READ_COLUMNS)) -> None:
-    """Raise a one-line `UnsupportedSchema` naming the first table or column this tool reads that
-    is missing (renamed, or a schema newer than the engines it knows)."""
+def _columns(conn: Connection, tables: Sequence[str]) -> dict[str, set[str]]:
+    """The columns of the given tables in the current schema (one catalog query)."""
     found: dict[str, set[str]] = {}
     for table, column in conn.execute(
         text(
@@ -153,6 +152,13 @@ def require_columns(conn: Connection, tables: Sequence[str] = tuple(READ_COLUMNS
         {"t": list(tables)},
     ):
         found.setdefault(table, set()).add(column)
+    return found
+
+
+def require_columns(conn: Connection, tables: Sequence[str] = tuple(READ_COLUMNS)) -> None:
+    """Raise a one-line `UnsupportedSchema` naming the first table or column this tool reads that
+    is missing (renamed, or a schema newer than the engines it knows)."""
+    found = _columns(conn, tables)
     known = f"this tool knows the Stairway schemas up to {NEWEST_KNOWN}"
     for table in tables:
         if table not in found:
@@ -193,8 +199,9 @@ def list_flights_in(
 
 
 def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
-    has_debug = column_exists(conn, "flight", "debug_info")
-    has_output = column_exists(conn, "flight", "output_parameters")
+    columns = _columns(conn, ("flight", "flightlog", "flightworking", "flightpersisted"))
+    has_debug = "debug_info" in columns.get("flight", set())
+    has_output = "output_parameters" in columns.get("flight", set())
     cols = (
         FLIGHT_COLUMNS
         + (", output_parameters" if has_output else ", NULL AS output_parameters")
@@ -215,9 +222,10 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
             {"id": flight_id},
         ).all()
     }
-    has_log_id = column_exists(conn, "flightlog", "id")
+    log_columns = columns.get("flightlog", set())
+    has_log_id = "id" in log_columns
     log_cols = ", ".join(
-        c if column_exists(conn, "flightlog", c) else f"NULL AS {c}"
+        c if c in log_columns else f"NULL AS {c}"
         for c in (
             "direction",
             "succeeded",
@@ -236,7 +244,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         {"id": flight_id},
     ).all()
     working: dict[str, dict[str, str]] = {}
-    if has_log_id and table_exists(conn, "flightworking"):
+    if has_log_id and "flightworking" in columns:
         for log_id, key, value in conn.execute(
             text(
                 "SELECT w.flightlog_id, w.key, w.value FROM flightworking w"
@@ -262,7 +270,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         for r in log_rows
     )
     persisted: dict[str, str] | None = None
-    if table_exists(conn, "flightpersisted"):
+    if "flightpersisted" in columns:
         persisted = {  # noqa: C416
             k: v
             for k, v in conn.execute(

@@ -265,7 +265,7 @@ register_soak(
         INVARIANTS,
         _terminate_run,
         full=160,
-        ci=8,
+        ci=12,
     )
 )
 
@@ -356,6 +356,6 @@ register_soak(
         INVARIANTS,
         _proxy_run,
         full=160,
-        ci=10,
+        ci=15,
     )
 )

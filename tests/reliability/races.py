@@ -200,7 +200,7 @@ def _flight_soak(
             w.close()
         return t.result(name, "library", trials, started, [])
 
-    return Soak(name, "library", what, INVARIANTS, run, full=1000, ci=25)
+    return Soak(name, "library", what, INVARIANTS, run, full=1000, ci=40)
 
 
 def _dead_running(rng: random.Random) -> tuple[str, str | None]:
@@ -322,7 +322,7 @@ register_soak(
         (*INVARIANTS, "message_iff_changed"),
         _enqueue_run,
         full=1000,
-        ci=25,
+        ci=40,
     )
 )
 
@@ -416,7 +416,7 @@ register_soak(
         (*INVARIANTS, "one_writer_wins"),
         _rewrite_run,
         full=1000,
-        ci=25,
+        ci=40,
     )
 )
 
@@ -522,6 +522,6 @@ register_soak(
         (*INVARIANTS, "no_stranded"),
         _instance_run,
         full=1000,
-        ci=25,
+        ci=40,
     )
 )

@@ -35,8 +35,8 @@ from repairtool.stairway.queue import WorkQueue
 SUITES = (
     "tests.reliability.races",
     "tests.reliability.faults",
-    # "tests.reliability.fuzz",
-    # "tests.reliability.secrets_scan",
+    "tests.reliability.fuzz",
+    "tests.reliability.secrets_scan",
 )
 
 
