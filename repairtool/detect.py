@@ -45,6 +45,7 @@ from repairtool.flightmap import Catalog, ReaderVersion, decode_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.audit import last_changes
 from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
+from repairtool.stairway.errors import shown
 from repairtool.stairway.queries import require_columns
 from repairtool.stairway.version import require_stairway
 
@@ -311,7 +312,8 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                 )
             if live_ids is not None and not owner_live:
                 evidence["why"] = (
-                    f"owner {r.stairway_id} has no live pod; the engine recovers its flights only"
+                    f"owner {shown(r.stairway_id)} has no live pod; the engine recovers its flights"
+                    " only"
                     " when a pod listener sees the DELETED event or a pod starts"
                 )
                 findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence))

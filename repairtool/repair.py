@@ -39,7 +39,7 @@ from repairtool.liveness import Confidence
 from repairtool.stairway import recovery
 from repairtool.stairway.audit import Actor, ensure_audit_table
 from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
-from repairtool.stairway.errors import LiveOwnerRefused, PermissionDenied
+from repairtool.stairway.errors import LiveOwnerRefused, PermissionDenied, shown
 from repairtool.stairway.model import FlightState, FlightStatus, MutationResult, Outcome
 from repairtool.stairway.queries import get_flight
 from repairtool.stairway.queue import WorkQueue
@@ -405,7 +405,7 @@ def _because(plan: Plan, f: Finding) -> Because | None:
     if f.kind is Kind.DEAD_OWNER:
         return Because(
             Evidence.OWNER_DEAD,
-            f"owner {f.owner} has no live pod ({plan.detection.liveness.source})",
+            f"owner {shown(f.owner)} has no live pod ({plan.detection.liveness.source})",
         )
     if f.kind is Kind.STALLED and f.evidence.get("decode_failures"):
         return Because(Evidence.MAKE_FLIGHT_FAILURE, str(f.evidence.get("pattern", "")))

@@ -228,7 +228,10 @@ def load_catalog(path: str | Path) -> Catalog:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise CatalogError(f"{path}: cannot read: {err.__class__.__name__}") from None
-    return loads_catalog(text, str(path))
+    try:
+        return loads_catalog(text, str(path))
+    except RecursionError:  # PyYAML and the type parser recurse: a deep or anchor-looped file
+        raise CatalogError(f"{path}: nested too deeply, or a YAML anchor loops") from None
 
 
 def load_builtin_catalog(name: str) -> Catalog:
@@ -241,15 +244,6 @@ def load_builtin_catalog(name: str) -> Catalog:
 
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
-    try:
-        return _loads_catalog(text, source)
-    except RecursionError:  # PyYAML and the type parser recurse: a deep or anchor-looped file
-        raise CatalogError(
-            f"{source}: nested too deeply (or a YAML anchor refers to itself)"
-        ) from None
-
-
-def _loads_catalog(text: str, source: str) -> Catalog:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:

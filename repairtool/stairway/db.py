@@ -425,10 +425,9 @@ _reached: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _retry_message(state: str) -> str:
-    if state == "40001":
-        return "Caught SQL serialization error (40001) - retrying"
-    if state == "40P01":
-        return "Caught SQL deadlock error (40P01) - retrying"
+    # the engine's own lines, logged at INFO (DataBiosphere/stairway impl/DbRetry.java @ 18489f6)
+    if state in ("40001", "40P01"):
+        return f"Caught SQL serialization error ({state}) - retrying"
     return f"Caught SQL connection or resource error ({state}) - retrying"
 
 
@@ -481,10 +480,12 @@ def _run(
             if not retry:
                 raise translate(failure, what) from None
             error = failure
-            if phase == "commit":
+            # a serialization failure at COMMIT is a clear "not committed"; a lost connection
+            # there leaves the outcome to the next attempt's look-up of the operation id
+            if phase == "commit" and state not in ("40001", "40P01"):
                 commit_lost = True
         last_state = state
-        log.warning(_retry_message(state))
+        log.info(_retry_message(state))
         if policy.on_retry is not None:
             policy.on_retry(attempt, state, error if error is not None else RuntimeError(state))
         if attempt < policy.attempts:
@@ -539,7 +540,7 @@ def reading(engine: Engine, *, policy: RetryPolicy = DEFAULT_RETRY) -> Iterator[
         raw, state = _connect(engine)
         if raw is not None:
             break
-        log.warning(_retry_message(state))
+        log.info(_retry_message(state))
         if attempt < policy.attempts:
             policy.sleep()
     if raw is None:

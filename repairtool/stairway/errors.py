@@ -7,6 +7,8 @@ base classes in :mod:`repairtool.errors` (the CLI may give a leaf a code of its 
 
 from __future__ import annotations
 
+import re
+
 from repairtool.errors import (
     DatabaseUnreachable,
     NotStairwayDatabase,
@@ -14,6 +16,19 @@ from repairtool.errors import (
     RepairToolError,
     UsageError,
 )
+
+_PLAIN = re.compile(r"[A-Za-z0-9._:@/+=-]{1,80}")
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A name or id from the input or the database as it may appear in a one-line message:
+    plain ids as they are, anything else (newlines, control or odd characters, huge values)
+    quoted with escapes and cut to `limit` characters."""
+    text = str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    cut = text[:limit]
+    return repr(cut)[:-1] + ("…" + repr(cut)[-1] if len(text) > limit else repr(cut)[-1])
 
 
 class PermissionDenied(RefusedError):
@@ -68,4 +83,5 @@ __all__ = [
     "PermissionDenied",
     "RetriesExhausted",
     "UnsupportedSchema",
+    "shown",
 ]

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Row, text
 
 from repairtool.errors import UnknownFlight, UsageError
 from repairtool.stairway.db import run_read
-from repairtool.stairway.errors import UnsupportedSchema
+from repairtool.stairway.errors import UnsupportedSchema, shown
 from repairtool.stairway.model import (
     Direction,
     Flight,
@@ -212,7 +212,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         text(f"SELECT {cols} FROM flight WHERE flightid = :id"), {"id": flight_id}
     ).first()
     if row is None:
-        raise UnknownFlight(f"Unknown flight id {flight_id}")
+        raise UnknownFlight(f"Unknown flight id {shown(flight_id)}")
     flight = flight_from_row(row)
     # a comprehension, not dict(): dict() would take the Result's keys() for a mapping's
     inputs: dict[str, str] = {  # noqa: C416

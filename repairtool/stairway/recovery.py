@@ -33,7 +33,7 @@ from repairtool.errors import RepairToolError
 from repairtool.stairway import audit
 from repairtool.stairway.audit import Actor
 from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_in_transaction
-from repairtool.stairway.errors import LiveOwnerRefused
+from repairtool.stairway.errors import LiveOwnerRefused, shown
 from repairtool.stairway.model import (
     RESUMABLE,
     AuditRecord,
@@ -120,12 +120,12 @@ def _replayed(action: str, flight_id: str | None, record: AuditRecord) -> Mutati
 
 def _unknown(action: str, flight_id: str, op: str) -> MutationResult:
     return _result(
-        action, flight_id, Outcome.NOT_FOUND, op, detail=f"Unknown flight id {flight_id}"
+        action, flight_id, Outcome.NOT_FOUND, op, detail=f"Unknown flight id {shown(flight_id)}"
     )
 
 
 def _who(owner: str | None) -> str:
-    return owner if owner is not None else "nobody"
+    return shown(owner) if owner is not None else "nobody"
 
 
 def _mismatch(expected: FlightState, row: Any) -> str:
@@ -133,10 +133,10 @@ def _mismatch(expected: FlightState, row: Any) -> str:
     same = row.status == str(expected.status) and row.stairway_id == expected.owner
     if same and (expected.version is None or row.version == expected.version):
         return ""
-    want = f"{expected.status} owned by {_who(expected.owner)}"
+    want = f"{shown(expected.status)} owned by {_who(expected.owner)}"
     if expected.version is not None:
         want += f" (row version {expected.version})"
-    found = f"{row.status} owned by {_who(row.stairway_id)} (row version {row.version})"
+    found = f"{shown(row.status)} owned by {_who(row.stairway_id)} (row version {row.version})"
     if same:
         return f"flight moved on: changed since it was read (expected {want}, found {found})"
     return f"flight moved on: expected {want}, found {found}"
@@ -149,7 +149,8 @@ def require_evidence(
     owned = str(expected.status) == FlightStatus.RUNNING and expected.owner is not None
     if owned and because is None:
         raise LiveOwnerRefused(
-            f"{action} {flight_id}: it is RUNNING and owned by {expected.owner}; changing it"
+            f"{action} {shown(flight_id)}: it is RUNNING and owned by {_who(expected.owner)};"
+            " changing it"
             " needs evidence that the owner is dead or cannot run it (a pod list without"
             " it, or the make-flight failure) or --force: a live owner would run it twice"
         )
@@ -396,7 +397,7 @@ def recover_instance(
                 None,
                 Outcome.NOT_FOUND,
                 (),
-                f"no stairwayinstance row named {stairway_name}",
+                f"no stairwayinstance row named {shown(stairway_name)}",
             )
         sid = inst.stairway_id
         if (expected_id is not None and sid != expected_id) or (
@@ -407,7 +408,8 @@ def recover_instance(
                 sid,
                 Outcome.SKIPPED,
                 (),
-                f"instance {stairway_name} registered again since it was read (id {sid}, row"
+                f"instance {shown(stairway_name)} registered again since it was read (id"
+                f" {shown(sid)}, row"
                 f" version {inst.version}): its pod may be alive",
             )
         params: dict[str, Any] = {"sid": sid}
@@ -461,7 +463,7 @@ def recover_instance(
                 before=before,
                 after=after,
                 evidence=Because(
-                    Evidence.OWNER_DEAD, f"instance {stairway_name} has no live pod"
+                    Evidence.OWNER_DEAD, f"instance {shown(stairway_name)} has no live pod"
                 ).to_json(),
             )
             results.append(
@@ -477,10 +479,12 @@ def recover_instance(
             )
         disowned = [r.flight_id for r in results]
         if remaining:
-            shown = ", ".join(remaining[:3]) + (", …" if len(remaining) > 3 else "")
+            listed = ", ".join(shown(r) for r in remaining[:3]) + (
+                ", …" if len(remaining) > 3 else ""
+            )
             detail = (
-                f"Disowned {len(disowned)} flights for stairway: {sid}; instance row kept:"
-                f" {len(remaining)} RUNNING flights outside the plan still name it ({shown});"
+                f"Disowned {len(disowned)} flights for stairway: {shown(sid)}; instance row kept:"
+                f" {len(remaining)} RUNNING flights outside the plan still name it ({listed});"
                 " deleting it would strand them"
             )
             deleted = False
@@ -488,7 +492,7 @@ def recover_instance(
             conn.execute(
                 text("DELETE FROM stairwayinstance WHERE stairway_id = :sid"), {"sid": sid}
             )
-            detail = f"Disowned {len(disowned)} flights for stairway: {sid}"
+            detail = f"Disowned {len(disowned)} flights for stairway: {shown(sid)}"
             deleted = True
         if not disowned and not deleted:
             return InstanceRecovery(
@@ -589,7 +593,7 @@ def enqueue_ready(
                 Outcome.SKIPPED,
                 op,
                 before=before,
-                detail=f"not enqueueable: {row.status} owned by {_who(row.stairway_id)}"
+                detail=f"not enqueueable: {shown(row.status)} owned by {_who(row.stairway_id)}"
                 " (resume takes only unowned READY, READY_TO_RESTART or QUEUED flights here)",
             )
         new_status = "QUEUED" if row.status == FlightStatus.READY else row.status
@@ -639,7 +643,7 @@ def enqueue_ready(
     except RepairToolError as error:
         undone = _undo_enqueue(engine, flight_id, result, actor, policy)
         raise QueueError(
-            f"the READY message for flight {flight_id} was not published ({error}); {undone}"
+            f"the READY message for flight {shown(flight_id)} was not published ({error}); {undone}"
         ) from None
     try:
         audit.annotate(engine, op, {"message_id": message_id}, policy=policy)
@@ -667,7 +671,7 @@ def _undo_enqueue(
     """After a failed publish: QUEUED → READY again if the flight is as our change left it."""
     before, after = done.before or {}, done.after or {}
     if before.get("status") != FlightStatus.READY or after.get("status") != FlightStatus.QUEUED:
-        return f"flight {flight_id} keeps its status {after.get('status')}"
+        return f"flight {shown(flight_id)} keeps its status {shown(after.get('status'))}"
     left = FlightState(FlightStatus.QUEUED, None, after.get("version"))
     try:
         undo = _cas_update(
@@ -681,10 +685,10 @@ def _undo_enqueue(
             None,
         )
     except RepairToolError as error:
-        return f"setting flight {flight_id} back to READY failed too ({error})"
+        return f"setting flight {shown(flight_id)} back to READY failed too ({error})"
     if undo.outcome is Outcome.CHANGED:
-        return f"flight {flight_id} set back to READY"
-    return f"flight {flight_id} left as it is now ({undo.detail})"
+        return f"flight {shown(flight_id)} set back to READY"
+    return f"flight {shown(flight_id)} left as it is now ({undo.detail})"
 
 
 def _masked(value: str, key: str) -> str:
@@ -740,7 +744,7 @@ def rewrite_input(
                 flight_id,
                 Outcome.NOT_FOUND,
                 op,
-                detail=f"flight {flight_id} has no input {key!r}",
+                detail=f"flight {shown(flight_id)} has no input {shown(key)}",
             )
         before = {"key": key, "value": _masked(current, key)}
         if current != old_value:
@@ -750,7 +754,7 @@ def rewrite_input(
                 Outcome.SKIPPED,
                 op,
                 before=before,
-                detail=f"input {key!r} changed since it was read",
+                detail=f"input {shown(key)} changed since it was read",
             )
         n = conn.execute(
             text(

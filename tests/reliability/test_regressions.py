@@ -666,6 +666,18 @@ def test_reads_of_a_flight_with_a_bad_value_are_one_line(db: Engine) -> None:
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("flight_id", ["a\nb", "x" * 500, "\x1b[31mred"])
+def test_an_odd_unknown_flight_id_is_named_on_one_line(db: Engine, flight_id: str) -> None:
+    """Before: `Unknown flight id <raw input>` — a newline in the id made it several lines
+    (found by fuzz.contents)."""
+    from repairtool.errors import UnknownFlight
+
+    with pytest.raises(UnknownFlight) as caught:
+        get_flight(db, flight_id)
+    message = str(caught.value)
+    assert "\n" not in message and "\x1b" not in message and len(message) < 120
+
+
 def test_force_ready_with_a_stale_expectation_is_skipped(db: Engine, writer: EngineWriter) -> None:
     flight = new_id()
     seed(db, flight, status="RUNNING", owner=DEAD)
