@@ -48,7 +48,7 @@ from repairtool.stairway.queries import (
 )
 from repairtool.stairway.schema import create_schema
 from repairtool.stairway.version import detect_generation
-from tests.reliability.harness import FAST, RecordingQueue, tool_engine, with_app
+from tests.reliability.harness import FAST, RecordingQueue, compatible, tool_engine, with_app
 from tests.reliability.soak import Soak, SoakEnv, SoakResult, Tally
 from tests.reliability.soak import register as register_soak
 
@@ -362,7 +362,7 @@ def _dry_run(engine: Engine, ex: Example, out: Outcome) -> Any:
             stalled_after=dt.timedelta(minutes=10),
         )
         found = out.call(
-            "detect", lambda lv=liveness, o=options: detect(engine, lv, o, policy=FAST)
+            "detect", lambda lv=liveness, o=options: compatible(detect, engine, lv, o, policy=FAST)
         )
         if found is None:
             continue
@@ -475,7 +475,7 @@ def _run_example(admin: Engine, place: Place, ex: Example, t: Tally) -> None:
             # a role that may only read: refused before anything is written
             out.call(
                 "apply (SELECT-only role)",
-                lambda: apply_plan(reader, plan, actor=WHO, policy=FAST),
+                lambda: compatible(apply_plan, reader, plan, actor=WHO, policy=FAST),
             )
         with admin.connect() as conn:
             after = _checksum(conn, place.schema)
@@ -490,8 +490,8 @@ def _run_example(admin: Engine, place: Place, ex: Example, t: Tally) -> None:
             queue = RecordingQueue("fuzz-project", "fuzz")
             out.call(
                 "apply",
-                lambda: apply_plan(
-                    owner, plan, actor=WHO, queue=queue, policy=FAST, on_error="record"
+                lambda: compatible(
+                    apply_plan, owner, plan, actor=WHO, queue=queue, policy=FAST, on_error="record"
                 ),
             )
             t.stats["applied"] += 1
