@@ -228,13 +228,16 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
         text(
             "SELECT f.flightid, f.class_name, f.status, f.stairway_id,"
             f" {_ts('f.submit_time')} AS submit_time, f.xmin::text AS version,"
-            " EXISTS (SELECT 1 FROM flightinput i WHERE i.flightid = f.flightid"
-            " AND i.xmin = f.xmin) AS unchanged_since_submit,"
+            # the submit wrote the flight row and all its inputs in one transaction: one input
+            # row's xmin is the submit's (looked up only when no later progress settles it)
+            " CASE WHEN age(l.log_xmin) < age(f.xmin) THEN NULL ELSE"
+            " COALESCE((SELECT i.xmin FROM flightinput i WHERE i.flightid = f.flightid LIMIT 1)"
+            " = f.xmin, false) END AS unchanged_since_submit,"
             f" {changed_at}, l.log_time, l.step_index,"
             " COALESCE(age(l.log_xmin) < age(f.xmin), false) AS logged_after_change"
             f" FROM flight f LEFT JOIN LATERAL (SELECT {_ts('log_time')} AS log_time,"
             " step_index, xmin AS log_xmin FROM flightlog WHERE flightid = f.flightid"
-            " AND log_time IS NOT NULL ORDER BY log_time DESC LIMIT 1) l ON true WHERE "
+            " AND log_time IS NOT NULL ORDER BY flightlog.log_time DESC LIMIT 1) l ON true WHERE "
             + " AND ".join(f"f.{w}" for w in where)
             + " ORDER BY f.submit_time, f.flightid"
         ),
