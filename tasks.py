@@ -3,11 +3,8 @@
 Every task takes ``--env NAME`` (``envs/NAME.yaml``; default ``local``, the sandbox). The tasks
 are thin: they parse options, call ``opskit``, print, and choose the exit code.
 
-Exit codes (``opskit.errors.ExitCode``): 0 ok; 1 failed (playbook or test failed, flight left
-stuck); 2 bad options; 3 unknown env or invalid env file; 4 missing tool or checkout; 5 flight or
-pod not found; 6 refused (e.g. a namespace not in the env file); 7 an external command failed;
-8 timeout; 9 platform unreachable (sandbox down, API or database unreachable). Errors are one
-line on stderr.
+Exit codes: the one table shared with ``repairtool`` (``repairtool.exitcodes.ExitCode``;
+``python -m repairtool.exitcodes`` prints it). Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -84,7 +81,7 @@ def envs(c: Context, name: str = "", vars: bool = False, json: bool = False) -> 
                     f"{r['name']:<12} {r['kind']:<6} {r['namespace']:<18} {r['description']}{mark}"
                 )
     if bad:
-        raise Exit(f"error: {bad[0]}", int(ExitCode.ENV))
+        raise Exit(f"error: {bad[0]}", int(ExitCode.USAGE))
 
 
 @task(help={"env": ENV_HELP, "quiet": "print only the summary"})
@@ -255,7 +252,7 @@ def kill_pod(
         for line in result.lines():
             print("  " + line)
     if result.outcome == "stuck":
-        raise Exit(f"flight stuck: {result.verdict}", int(ExitCode.FAILED))
+        raise Exit(f"flight stuck: {result.verdict}", int(ExitCode.FINDINGS))
     if result.outcome == "not-replaced":
         raise Exit("no replacement pod became Ready in time", int(ExitCode.TIMEOUT))
 
@@ -369,7 +366,7 @@ def run_test(c: Context, env: str = "", suite: str = "kill-pod", json: bool = Fa
         for line in summary.lines():
             print(line)
     if summary.is_failure:
-        raise Exit("test run failed", int(ExitCode.FAILED))
+        raise Exit("test run failed", int(ExitCode.FINDINGS))
 
 
 EXPERIMENT_HELP = {
@@ -440,7 +437,7 @@ def experiment(
     elif not no_runbooks:
         _render_after_experiment(rd / "journal.json", journal, Path(out) if out else None)
     if journal.deviated:
-        raise Exit(f"experiment deviated: {journal.fail_step}", int(ExitCode.FAILED))
+        raise Exit(f"experiment deviated: {journal.fail_step}", int(ExitCode.FINDINGS))
 
 
 def _render_after_experiment(path: Path, journal: Any, out: Path | None) -> None:
@@ -592,7 +589,7 @@ def sandbox_status(c: Context, env: str = "", json: bool = False) -> None:
         for k, v in st.urls.items():
             print(f"  {k}: {v}")
     if not st.running:
-        raise Exit(code=int(ExitCode.UNAVAILABLE))
+        raise Exit(code=int(ExitCode.PLATFORM_UNREACHABLE))
 
 
 sandbox_ns = Collection("sandbox")

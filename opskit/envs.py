@@ -27,7 +27,7 @@ import yaml
 
 from opskit import paths
 from opskit.datafile import build
-from opskit.errors import EnvError
+from opskit.errors import EnvError, UnknownEnv
 
 Kind = Literal["local", "gke"]
 DEFAULT_ENV = "local"
@@ -283,7 +283,7 @@ def load_env(name: str | None = None, directory: Path | None = None) -> Env:
     path = env_file(name, directory)
     if not path.is_file():
         known = ", ".join(list_envs(directory)) or "none"
-        raise EnvError(f"unknown environment {name!r} (known: {known})")
+        raise UnknownEnv(f"unknown environment {name!r} (known: {known})")
     return load_env_file(path)
 
 

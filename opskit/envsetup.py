@@ -16,7 +16,7 @@ from typing import Any
 
 from opskit import ansible, paths
 from opskit.envs import Env
-from opskit.errors import OperationFailed, ToolMissing
+from opskit.errors import CommandFailed, ToolMissing
 from opskit.events import Reporter, silent
 from opskit.render import template_files, template_vars
 from opskit.tools import preflight, required_tools
@@ -84,7 +84,7 @@ def setup(
         "setup.yml", extravars, run_dir, on_event=ansible.reporter_callback(rep)
     )
     if not result.ok:
-        raise OperationFailed(f"setup.yml failed: {result.first_failure()}")
+        raise CommandFailed(f"setup.yml failed: {result.first_failure()}")
     stats = result.stats
     return SetupResult(
         env=env.name,

@@ -28,7 +28,7 @@ import yaml
 
 from opskit import paths
 from opskit.datafile import build
-from opskit.errors import UsageError
+from opskit.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from opskit.envs import Env
@@ -58,7 +58,11 @@ def experiments_dir() -> Path:
 
 
 class ExperimentError(UsageError):
-    """An unknown experiment or an invalid definition: one line naming the file and the key."""
+    """An invalid definition: one line naming the file and the key."""
+
+
+class UnknownExperiment(NotFound):
+    """No ``experiments/<name>.yaml``."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +174,7 @@ def load_definition(name: str, directory: Path | None = None) -> ExperimentDefin
     path = d / f"{name}.yaml"
     if "/" in name or not path.is_file():
         known = ", ".join(list_definitions(d)) or "none"
-        raise ExperimentError(f"unknown experiment {name!r} (known: {known})")
+        raise UnknownExperiment(f"unknown experiment {name!r} (known: {known})")
     return load_definition_file(path)
 
 
@@ -486,6 +490,7 @@ __all__ = [
     "MethodSpec",
     "Observation",
     "RepairSpec",
+    "UnknownExperiment",
     "expected_lines",
     "first_failure",
     "judge",

@@ -40,7 +40,7 @@ from opskit.cloudlogs import ENGINE_PHRASES, base_filter
 from opskit.dbproxy import DbTarget
 from opskit.engine_events import Kind, LogLine, TimelineItem, classify_all, flight_timeline
 from opskit.envs import Env
-from opskit.errors import OperationFailed, OpsError, OpsTimeout
+from opskit.errors import OperationFailed, OpsError, OpsTimeout, UsageError
 from opskit.events import Collector, Event, JournalWriter, Reporter
 from opskit.experiment import (
     TERMINAL,
@@ -993,7 +993,7 @@ def run_experiment(
     """
     n_attempts = attempts or definition.attempts
     if n_attempts < 1:
-        raise OperationFailed("attempts must be >= 1")
+        raise UsageError("attempts must be >= 1")
     run_dir.mkdir(parents=True, exist_ok=True)
     rep = reporter or Reporter([JournalWriter(run_dir / "events.jsonl")])
     collector = Collector()

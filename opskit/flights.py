@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from opskit.errors import NotFound, OpsError, Unavailable
+from opskit.errors import NotFound
 
 TERMINAL = ("SUCCESS", "ERROR", "FATAL")
 
@@ -110,17 +110,13 @@ class FlightReader:
 
     def get(self, flight_id: str) -> FlightView:
         """The flight now; :class:`NotFound` when there is no such flight."""
-        from repairtool.errors import RepairToolError, UnknownFlight
+        from repairtool.errors import UnknownFlight
         from repairtool.stairway.queries import get_flight
 
         try:
             detail = get_flight(self._engine, flight_id)
         except UnknownFlight:
             raise NotFound(f"no flight {flight_id} in the Stairway database") from None
-        except RepairToolError as exc:
-            raise Unavailable(str(exc).splitlines()[0]) from None
-        except OpsError:
-            raise
         f = detail.flight
         status = str(f.status)
         last = detail.log[-1] if detail.log else None

@@ -53,7 +53,7 @@ TEMPLATES_DIR = paths.TEMPLATES_DIR / "runbooks"
 class RunbookError(OpsError):
     """A template asked for something no journal holds (a command, a SQL query)."""
 
-    exit_code = ExitCode.FAILED
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)
@@ -727,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stale = check(journals, args.out)
             for name in stale:
                 print(f"stale: {name}", file=sys.stderr)
-            return int(ExitCode.FAILED) if stale else 0
+            return int(ExitCode.FINDINGS) if stale else 0
         for path in render_runbooks(journals, args.out):
             print(path)
     except (JournalError, RunbookError) as error:

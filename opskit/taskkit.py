@@ -18,27 +18,16 @@ from typing import Any, TypeVar
 
 from opskit import paths
 from opskit.envs import Env, load_env, parse_duration
-from opskit.errors import ExitCode, OpsError, UsageError
+from opskit.errors import ExitCode, UsageError
 from opskit.events import ConsoleView, Event, JournalWriter, Reporter
+from repairtool.exitcodes import exit_code_of, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def exit_for(exc: BaseException) -> tuple[str, int]:
-    """The one-line message and exit code for an error."""
-    if isinstance(exc, OpsError):
-        return str(exc), int(exc.exit_code)
-    try:
-        from repairtool.errors import DatabaseUnreachable, RepairToolError, UnknownFlight
-    except ImportError:  # pragma: no cover
-        raise exc from None
-    if isinstance(exc, UnknownFlight):
-        return str(exc), int(ExitCode.NOT_FOUND)
-    if isinstance(exc, DatabaseUnreachable):
-        return str(exc).splitlines()[0], int(ExitCode.UNAVAILABLE)
-    if isinstance(exc, RepairToolError):
-        return str(exc).splitlines()[0], int(ExitCode.FAILED)
-    raise exc
+    """The one-line message and exit code for an error (:mod:`repairtool.exitcodes`)."""
+    return one_line(exc), int(exit_code_of(exc))
 
 
 def guard(fn: F) -> F:
@@ -51,10 +40,10 @@ def guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
-            raise Exit("interrupted", 130) from None
+            raise Exit("interrupted", int(ExitCode.INTERRUPTED)) from None
         except Exit:
             raise
-        except Exception as exc:
+        except Exception as exc:  # every error is one line and a code; a bug is INTERNAL
             message, code = exit_for(exc)
             raise Exit(f"error: {message}", code) from None
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opskit.errors import OperationFailed
+from opskit.errors import CommandFailed, UsageError
 
 SUMMARY_FILE = "SUMMARY_testRun.json"
 _SAFE = re.compile(r"^[\w./~-]+$")
@@ -170,7 +170,7 @@ def parse_summary(path: Path) -> TestRunSummary:
     try:
         return summary_from_json(json.loads(path.read_text()), source=str(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OperationFailed(
+        raise CommandFailed(
             f"{path}: not a TestRunner summary ({type(exc).__name__}: {exc})"
         ) from None
 
@@ -187,5 +187,5 @@ def run_test_command(suite: str, output_dir: str) -> str:
     """The exact command line: ``./gradlew runTest --args="suites/<suite>.json <outputDir>"``."""
     for value in (suite, output_dir):
         if not _SAFE.match(value):
-            raise OperationFailed(f"unsafe TestRunner argument {value!r}")
+            raise UsageError(f"unsafe TestRunner argument {value!r}")
     return f'./gradlew runTest --args="suites/{suite}.json {output_dir}"'

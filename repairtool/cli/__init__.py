@@ -14,7 +14,8 @@ from typing import NoReturn, cast
 from repairtool import __version__
 from repairtool.cli import decode, flights, local, orphans, recover
 from repairtool.cli.common import EXIT_CODES_HELP
-from repairtool.errors import RepairToolError, UsageError
+from repairtool.errors import UsageError
+from repairtool.exitcodes import ExitCode, exit_code_of, one_line
 
 DESCRIPTION = """Find and repair stuck Stairway flights: orphaned RUNNING flights, FlightMap decode
 failures, READY/QUEUED flights nobody picks up. Dry run is the default for anything that changes
@@ -33,7 +34,9 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `repairtool: error: …` and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(UsageError.exit_code, f"repairtool: error: {message} (see {self.prog} --help)\n")
+        self.exit(
+            int(UsageError.exit_code), f"repairtool: error: {message} (see {self.prog} --help)\n"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,21 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except RepairToolError as error:
-        print(f"repairtool: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except Exception as error:
-        from repairtool.flightmap.errors import FlightMapError
-
-        if isinstance(error, FlightMapError):
-            print(f"repairtool: error: {error}", file=sys.stderr)
-            return UsageError.exit_code
-        raise
     except KeyboardInterrupt:
         print("repairtool: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
-        return 0
+        return int(ExitCode.OK)
+    except Exception as error:  # every error is one line and a code; an unclassified one is a bug
+        print(f"repairtool: error: {one_line(error)}", file=sys.stderr)
+        return int(exit_code_of(error))
 
 
 def entry() -> None:

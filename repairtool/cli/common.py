@@ -10,19 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repairtool.errors import RefusedError
+from repairtool.exitcodes import help_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from repairtool.target import Target
 
-EXIT_CODES_HELP = """exit codes:
-  0  nothing found / all done        4  database unreachable
-  1  findings left (dry run, or      5  database refused the login
-     some repairs skipped)           6  not a Stairway database
-  2  usage or bad input              7  local Postgres failed to start
-  3  refused by a safety rule
-"""
+EXIT_CODES_HELP = help_text()
 
 
 def add_db_args(p: argparse.ArgumentParser) -> None:

@@ -37,9 +37,9 @@ def inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def test_unknown_experiment_is_one_line_and_exit_2(isolated: Path) -> None:
+def test_unknown_experiment_is_one_line_and_exit_9_not_found(isolated: Path) -> None:
     p = inv("experiment", "nope")
-    assert p.returncode == ExitCode.USAGE
+    assert p.returncode == ExitCode.NOT_FOUND
     assert p.stderr.strip().splitlines() == [
         "error: unknown experiment 'nope' (known: db-connection-drop, decode-failure-on-resume,"
         " multi-instance-pod-kill, single-instance-pod-kill)"
@@ -65,7 +65,7 @@ def test_runbook_renders_from_journals_only_and_check_matches(tmp_path: Path) ->
 def test_runbook_without_journals_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     p = inv("runbook", "--journal", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
-    assert p.returncode == ExitCode.FAILED
+    assert p.returncode == ExitCode.USAGE
     assert p.stderr.strip().startswith("error: no journals in")
 
 

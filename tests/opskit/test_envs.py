@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from opskit.envs import SecretRef, list_envs, load_env, load_env_file, parse_duration
-from opskit.errors import EnvError, ExitCode
+from opskit.errors import EnvError, ExitCode, UnknownEnv
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = json.loads((FIXTURES / "envs" / "cases.json").read_text())
@@ -81,11 +81,11 @@ def test_bad_env_file_is_one_line_error_naming_file_and_key(case: dict[str, str]
     assert "\n" not in msg
     assert case["file"] in msg
     assert case["error"] in msg
-    assert info.value.exit_code == ExitCode.ENV
+    assert info.value.exit_code == ExitCode.USAGE
 
 
 def test_unknown_env_names_the_known_ones() -> None:
-    with pytest.raises(EnvError, match=r"unknown environment 'nope' \(known: .*jcarlton.*local"):
+    with pytest.raises(UnknownEnv, match=r"unknown environment 'nope' \(known: .*jcarlton.*local"):
         load_env("nope")
     with pytest.raises(EnvError, match="invalid environment name"):
         load_env("../etc/passwd")

@@ -71,7 +71,7 @@ def test_kill_pod_reports_the_2021_orphan(
     threading.Thread(target=create, daemon=True).start()
     with pytest.raises(Exit) as info:
         tasks.kill_pod(MockContext(), flight=fid, when_step=1, timeout=60, settle=30, json=True)
-    assert info.value.code == ExitCode.FAILED
+    assert info.value.code == ExitCode.FINDINGS
     result = json.loads(capsys.readouterr().out)
     assert result["outcome"] == "stuck"
     assert result["final"]["status"] == "RUNNING" and result["final"]["stairway_id"] != owner

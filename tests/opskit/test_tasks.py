@@ -54,25 +54,25 @@ def test_every_task_has_a_docstring_and_help_for_every_option() -> None:
         assert set(params) <= set(t.help), (name, set(params) - set(t.help))
 
 
-def test_unknown_env_is_exit_3(isolated_dirs: Path) -> None:
+def test_unknown_env_is_not_found(isolated_dirs: Path) -> None:
     e = _exit(tasks.setup, env="nope")
-    assert e.code == ExitCode.ENV
+    assert e.code == ExitCode.NOT_FOUND
     assert e.message.startswith("error: unknown environment 'nope'")
 
 
-def test_env_file_with_a_wrong_key_is_exit_3(
+def test_env_file_with_a_wrong_key_is_a_usage_error(
     isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(FIX / "envs"))
     e = _exit(tasks.kill_pod, env="unknown-key", pod="x")
-    assert e.code == ExitCode.ENV
+    assert e.code == ExitCode.USAGE
     assert "unknown-key.yaml: unknown key 'gke.projet'" in e.message
     e = _exit(tasks.envs)
-    assert e.code == ExitCode.ENV
+    assert e.code == ExitCode.USAGE
     assert "INVALID" in capsys.readouterr().out
 
 
-def test_missing_tool_is_exit_4_and_nothing_is_written(
+def test_missing_tool_is_tool_missing_and_nothing_is_written(
     isolated_dirs: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_gke_env: Any,
@@ -91,7 +91,7 @@ def test_missing_tool_is_exit_4_and_nothing_is_written(
     assert not env.state_path.exists()
 
 
-def test_missing_checkout_is_exit_4(
+def test_missing_checkout_is_tool_missing(
     isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch, make_gke_env: Any
 ) -> None:
     env = make_gke_env()
@@ -113,14 +113,14 @@ def test_usage_errors_are_exit_2(isolated_dirs: Path) -> None:
     assert _exit(tasks.logs, env="jcarlton", since="yesterday").code == ExitCode.USAGE
 
 
-def test_pod_in_another_namespace_is_exit_6(isolated_dirs: Path) -> None:
+def test_pod_in_another_namespace_is_refused(isolated_dirs: Path) -> None:
     e = _exit(tasks.kill_pod, env="jcarlton", pod="terra-other/workspacemanager-deployment-x")
     assert e.code == ExitCode.REFUSED
     e = _exit(tasks.kill_pod, env="jcarlton", pod="x", namespace="default")
     assert e.code == ExitCode.REFUSED and "'default'" in e.message
 
 
-def test_flight_that_does_not_exist_is_exit_5(
+def test_flight_that_does_not_exist_is_not_found(
     isolated_dirs: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_gke_env: Any,
@@ -149,7 +149,7 @@ def test_flight_that_does_not_exist_is_exit_5(
     assert sorted(fake_gke.pods()) == before
 
 
-def test_logs_for_a_flight_nobody_logged_is_exit_5(
+def test_logs_for_a_flight_nobody_logged_is_not_found(
     isolated_dirs: Path,
     monkeypatch: pytest.MonkeyPatch,
     gke_env: Any,
@@ -206,7 +206,7 @@ def test_the_inv_command_prints_one_line_on_stderr_and_exits_with_the_code(
 
     inv = str(Path(sys.executable).parent / "inv")
     cases = [
-        (["setup", "--env", "nope"], ExitCode.ENV),
+        (["setup", "--env", "nope"], ExitCode.NOT_FOUND),
         (["kill-pod", "--env", "jcarlton"], ExitCode.USAGE),
         (["kill-pod", "--env", "jcarlton", "--pod", "kube-system/coredns"], ExitCode.REFUSED),
     ]
