@@ -22,6 +22,7 @@ from opskit import envs as envs_mod
 from opskit import paths
 from opskit.errors import ExitCode, NotFound, UsageError
 from opskit.taskkit import console_reporter, env_of, guard, parse_since, print_json, run_dir
+from repairtool.clock import rfc3339
 
 ENV_HELP = "environment name (envs/NAME.yaml); default: local"
 
@@ -309,7 +310,7 @@ def logs(
         items = flight_timeline(lines, flight)
         if not items:
             raise NotFound(
-                f"no log lines mention flight {flight} since {start:%Y-%m-%dT%H:%M:%SZ}"
+                f"no log lines mention flight {flight} since {rfc3339(start, 'seconds')}"
                 " (widen --since?)"
             )
         if json:
@@ -338,7 +339,7 @@ def logs(
 
 
 def _ts(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(t)
 
 
 @task(

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from opskit.engine_events import LogLine
 from opskit.errors import Unavailable
+from repairtool.clock import rfc3339, utcnow
 
 ENDPOINT_OVERRIDE = "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING"
 
@@ -82,12 +83,6 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def rfc3339(t: dt.datetime) -> str:
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def base_filter(scope: LogScope) -> list[str]:
     """The 2021 starting query, one term per line."""
     return [
@@ -118,9 +113,9 @@ def build_filter(
             f"jsonPayload.message:{quote(c)} OR textPayload:{quote(c)}" for c in contains
         )
         terms.append(f"({alts})")
-    terms.append(f"timestamp>={quote(rfc3339(since))}")
+    terms.append(f"timestamp>={quote(rfc3339(since, 'microseconds'))}")
     if until is not None:
-        terms.append(f"timestamp<={quote(rfc3339(until))}")
+        terms.append(f"timestamp<={quote(rfc3339(until, 'microseconds'))}")
     return "\n".join(terms)
 
 
@@ -189,7 +184,7 @@ def to_log_line(entry: Any) -> LogLine:
     else:
         message = "" if payload is None else str(payload)
     labels = (entry.resource.labels or {}) if entry.resource is not None else {}
-    ts = entry.timestamp or dt.datetime.now(dt.UTC)
+    ts = entry.timestamp or utcnow()
     return LogLine(
         timestamp=ts,
         pod=str(labels.get("pod_name", "")),

@@ -28,6 +28,7 @@ import yaml
 from opskit import paths
 from opskit.datafile import build
 from opskit.errors import EnvError, UnknownEnv
+from repairtool.durations import format_duration, parse_duration
 
 Kind = Literal["local", "gke"]
 DEFAULT_ENV = "local"
@@ -240,29 +241,6 @@ class Env:
 
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """``"3m"``, ``"90s"``, ``"1h30m"`` or a number of seconds → timedelta."""
-    if isinstance(text, bool):
-        raise ValueError("not a duration")
-    if isinstance(text, int | float):
-        return timedelta(seconds=float(text))
-    m = _DURATION_RE.match(text.strip())
-    if not text.strip() or not m or not any(m.groups()):
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 3m, 1h)")
-    h, mins, s = m.groups()
-    return timedelta(hours=int(h or 0), minutes=int(mins or 0), seconds=float(s or 0))
-
-
-def format_duration(d: timedelta) -> str:
-    total = d.total_seconds()
-    if total % 3600 == 0 and total >= 3600:
-        return f"{int(total // 3600)}h"
-    if total % 60 == 0 and total >= 60:
-        return f"{int(total // 60)}m"
-    return f"{total:g}s"
 
 
 def list_envs(directory: Path | None = None) -> list[str]:

@@ -212,7 +212,7 @@ def _shown(path: Path) -> str:
 
 
 def _check(d: ExperimentDefinition, shown: str, stem: str) -> None:
-    from opskit.envs import parse_duration
+    from repairtool.durations import parse_duration
     from repairtool.errors import UsageError as RepairUsageError
     from repairtool.stairway.schema import EngineVersion
 

@@ -28,20 +28,12 @@ from typing import IO
 
 from opskit.events import Level, Reporter
 from opskit.journal import CommandRecord, redact
+from repairtool.clock import rfc3339, utcnow
 
 #: how many output lines a record keeps (the full output is in the command's log file)
 TAIL_LINES = 25
 #: one output line is cut at this many characters in the tail
 TAIL_WIDTH = 400
-
-
-def rfc3339(t: dt.datetime) -> str:
-    """``2026-11-29T01:30:00.123Z``: the journal's time format."""
-    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def join(argv: Sequence[str]) -> str:

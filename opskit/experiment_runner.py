@@ -54,7 +54,7 @@ from opskit.experiment import (
     judge,
     verdict_of,
 )
-from opskit.experiment_commands import CommandLog, CommandResult, RunningCommand, join, rfc3339
+from opskit.experiment_commands import CommandLog, CommandResult, RunningCommand, join
 from opskit.experiment_stage import (
     SQL_FLIGHT_LOG,
     SQL_INSTANCES,
@@ -94,6 +94,7 @@ from opskit.journal import (
 )
 from opskit.journal import DelayHook as JournalDelayHook
 from opskit.journey import JOURNEY_TOKEN
+from repairtool.clock import rfc3339, utcnow
 
 JOURNAL_FILE = "journal.json"
 #: log excerpts kept per attempt
@@ -117,10 +118,6 @@ def flight_status(value: Any) -> FlightStatus:
         if s == value:
             return s
     raise OperationFailed(f"unexpected flight status {value!r}")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def tool_version() -> str:
@@ -888,7 +885,7 @@ def scalar_time(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
+        return rfc3339(value)
     return str(value)
 
 

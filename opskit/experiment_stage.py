@@ -38,6 +38,7 @@ from opskit.experiment_commands import CommandLog, CommandResult, join
 from opskit.journal import DbTarget as JournalDbTarget
 from opskit.journal import EnvInfo
 from opskit.platform import GkePlatform, Platform
+from repairtool.clock import rfc3339
 
 #: the runner's own connections to the Stairway database (``pg_stat_activity.application_name``)
 APPLICATION_NAME = "stairway-ops experiment"
@@ -80,11 +81,11 @@ Scalar = str | int | float | bool | None
 
 
 def scalar(value: Any) -> Scalar:
-    """A database value as a JSON scalar (times as ``YYYY-MM-DD HH:MM:SS.mmm``)."""
+    """A database value as a JSON scalar (times in RFC 3339 UTC, like every other time)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
+        return rfc3339(value)
     return str(value)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import NotFound
+from repairtool.clock import rfc3339_or_none
 
 TERMINAL = ("SUCCESS", "ERROR", "FATAL")
 
@@ -54,7 +55,7 @@ class FlightView:
             "log_rows": self.log_rows,
             "current_step": self.current_step,
             "last_direction": self.last_direction,
-            "completed": self.completed.isoformat() if self.completed else None,
+            "completed": rfc3339_or_none(self.completed),
         }
 
 

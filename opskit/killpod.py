@@ -32,6 +32,7 @@ from opskit.events import Reporter, silent
 from opskit.flights import FlightView
 from opskit.kube import check_namespace, split_pod_arg
 from opskit.platform import Platform
+from repairtool.clock import rfc3339, utcnow
 
 FlightGetter = Callable[[str], FlightView]
 
@@ -62,7 +63,7 @@ class TimelineEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": rfc3339(self.at),
             "kind": self.kind,
             "detail": self.detail,
             "source": self.source,
@@ -104,7 +105,7 @@ class KillPodResult:
             "outcome": self.outcome,
             "verdict": self.verdict,
             "final": self.final.to_json() if self.final else None,
-            "started": self.started.isoformat(),
+            "started": rfc3339(self.started),
             "timeline": [e.to_json() for e in self.timeline],
             "engine_events": list(self.engine_events),
         }
@@ -112,10 +113,6 @@ class KillPodResult:
     def lines(self) -> list[str]:
         out = [e.line(self.started) for e in self.timeline]
         return out
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class _Timeline:

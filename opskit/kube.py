@@ -16,6 +16,7 @@ from typing import Any
 
 from opskit.errors import NotFound, OpsTimeout, Refused, Unavailable
 from opskit.events import Reporter, silent
+from repairtool.clock import rfc3339, utcnow
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,6 @@ class DeploymentStatus:
             f"waiting for rollout to finish: {self.available} of {self.updated} updated replicas"
             " are available..."
         )
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def check_namespace(requested: str | None, allowed: str) -> None:
@@ -293,7 +290,7 @@ class Kube:
 
     def restart_deployment(self, name: str) -> None:
         """``kubectl rollout restart``: stamp the pod template, so a new ReplicaSet rolls out."""
-        stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = rfc3339(utcnow(), "seconds")
         body = {
             "spec": {
                 "template": {

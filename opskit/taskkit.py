@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from opskit import paths
-from opskit.envs import Env, load_env, parse_duration
+from opskit.envs import Env, load_env
 from opskit.errors import ExitCode, UsageError
 from opskit.events import ConsoleView, Event, JournalWriter, Reporter
+from repairtool.clock import parse_rfc3339, utcnow
+from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.exitcodes import exit_code_of, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,23 +75,22 @@ def run_dir(prefix: str, env: Env) -> Path:
     return paths.new_run_dir(f"{prefix}-{env.name}")
 
 
-_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T")
+_TS = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``--since``: a duration back from now (``1h``, ``90m``, ``2h30m``) or an RFC 3339 time."""
-    now = now or dt.datetime.now(dt.UTC)
+    """``--since``: a duration back from now (``1h``, ``3d``, ``2h30m``) or an RFC 3339 time."""
+    now = now or utcnow()
     text = value.strip()
     if _TS.match(text):
         try:
-            t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return parse_rfc3339(text)
         except ValueError:
             raise UsageError(f"--since {value!r}: not an RFC 3339 time") from None
-        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
     try:
         return now - parse_duration(text)
-    except ValueError:
-        raise UsageError(f"--since {value!r}: use a duration (1h, 30m) or a time") from None
+    except InvalidDuration as exc:
+        raise UsageError(f"--since {value!r}: {exc}") from None
 
 
 def print_json(data: Any) -> None:

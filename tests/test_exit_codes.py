@@ -29,6 +29,7 @@ EXPECTED: dict[str, ExitCode] = {
     "repairtool.errors.UnknownFlight": ExitCode.NOT_FOUND,
     "repairtool.errors.LocalPostgresError": ExitCode.LOCAL_POSTGRES,
     "repairtool.errors.PlatformUnreachable": ExitCode.PLATFORM_UNREACHABLE,
+    "repairtool.durations.InvalidDuration": ExitCode.USAGE,
     "repairtool.stairway.db.AuthenticationFailed": ExitCode.DB_LOGIN_REFUSED,
     "repairtool.liveness.KubeUnavailable": ExitCode.PLATFORM_UNREACHABLE,
     "repairtool.stairway.queue.QueueError": ExitCode.PLATFORM_UNREACHABLE,

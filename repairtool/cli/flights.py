@@ -7,6 +7,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from repairtool.cli.common import add_db_args, open_engine, print_json, table
+from repairtool.clock import parse_rfc3339, rfc3339, rfc3339_or_none, utcnow
 from repairtool.errors import UsageError
 
 if TYPE_CHECKING:
@@ -15,17 +16,17 @@ if TYPE_CHECKING:
 
 
 def parse_time(text: str) -> dt.datetime:
-    """ISO time (`2021-04-05T14:03:19`, `2021-04-05`) or an age like `10m`, `2h`, `3d` ago."""
+    """RFC 3339 time (`2021-04-05T14:03:19Z`, `2021-04-05`) or an age like `10m`, `2h`, `3d`."""
     from repairtool.durations import parse_duration
 
     try:
-        return dt.datetime.fromisoformat(text)
+        return parse_rfc3339(text)
     except ValueError:
         pass
     try:
-        return dt.datetime.now(dt.UTC) - parse_duration(text)
+        return utcnow() - parse_duration(text)
     except UsageError:
-        raise UsageError(f"not a time: {text!r}; use ISO 8601 or an age like 10m, 2h, 3d") from None
+        raise UsageError(f"not a time: {text!r}; use RFC 3339 or an age like 10m, 2h, 3d") from None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,8 +99,8 @@ def _flight_dict(f: Flight) -> dict[str, object]:
         "class_name": f.class_name,
         "status": str(f.status),
         "owner": f.owner,
-        "submit_time": f.submit_time.isoformat() if f.submit_time else None,
-        "completed_time": f.completed_time.isoformat() if f.completed_time else None,
+        "submit_time": rfc3339_or_none(f.submit_time),
+        "completed_time": rfc3339_or_none(f.completed_time),
     }
 
 
@@ -121,8 +122,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             args.offset + i,
             f.flight_id,
             _short(f.class_name),
-            f.submit_time,
-            f.completed_time,
+            rfc3339_or_none(f.submit_time, "seconds"),
+            rfc3339_or_none(f.completed_time, "seconds"),
             f.status,
             f.owner,
         ]
@@ -170,7 +171,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "inputs": {k: val(k, v) for k, v in d.inputs.items()},
                 "log": [
                     {
-                        "log_time": e.log_time.isoformat(),
+                        "log_time": rfc3339(e.log_time),
                         "step_index": e.step_index,
                         "direction": str(e.direction) if e.direction else None,
                         "succeeded": e.succeeded,
@@ -192,8 +193,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  class      {f.class_name}")
     print(f"  status     {f.status}")
     print(f"  owner      {f.owner or '-'}")
-    print(f"  submitted  {f.submit_time}")
-    print(f"  completed  {f.completed_time or '-'}")
+    print(f"  submitted  {rfc3339_or_none(f.submit_time) or '-'}")
+    print(f"  completed  {rfc3339_or_none(f.completed_time) or '-'}")
     print("Inputs")
     for k, v in d.inputs.items():
         print(f"  {k} : {val(k, v)}")
@@ -202,7 +203,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("  (no flightlog rows: the flight never finished a step)")
     for e in d.log:
         print(
-            f"  {e.log_time}  step {e.step_index}  {e.direction or '-'}"
+            f"  {rfc3339(e.log_time)}  step {e.step_index}  {e.direction or '-'}"
             f"  succeeded={e.succeeded}  rerun={e.rerun}"
         )
     latest = d.latest_log
@@ -238,7 +239,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     records = list_audit(open_engine(args), flight_id=args.flight, limit=args.limit)
     if args.json:
-        print_json({"audit": [r.__dict__ for r in records]})
+        print_json({"audit": [{**r.__dict__, "at": rfc3339(r.at)} for r in records]})
         return 0
     if not records:
         print("No changes recorded.")
@@ -249,7 +250,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             [
                 [
                     r.audit_id,
-                    r.at.isoformat(timespec="seconds"),
+                    rfc3339(r.at, "seconds"),
                     r.actor,
                     r.action,
                     r.flight_id or "-",

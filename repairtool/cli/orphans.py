@@ -35,6 +35,7 @@ from repairtool.cli.common import (
     table,
     target_of,
 )
+from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
 
 if TYPE_CHECKING:
@@ -351,7 +352,7 @@ def render_plan(plan: Plan, reader: ReaderVersion, reader_source: str) -> None:
     print(f"Liveness: {live.source} ({live.confidence} confidence): {live.note}")
     print(f"Reader: {reader.label} ({reader_source})")
     print(
-        f"Scanned {d.scanned} non-terminal flights at {d.now:%Y-%m-%d %H:%M:%S};"
+        f"Scanned {d.scanned} non-terminal flights at {rfc3339_or_none(d.now, 'seconds')};"
         f" {len(d.findings)} findings"
     )
     if not d.findings:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from opskit.envs import SecretRef, list_envs, load_env, load_env_file, parse_duration
+from opskit.envs import SecretRef, list_envs, load_env, load_env_file
 from opskit.errors import EnvError, ExitCode, UnknownEnv
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -89,17 +89,3 @@ def test_unknown_env_names_the_known_ones() -> None:
         load_env("nope")
     with pytest.raises(EnvError, match="invalid environment name"):
         load_env("../etc/passwd")
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("3m", 180), ("90s", 90), ("1h30m", 5400), ("0.5s", 0.5), (20, 20), ("2h", 7200)],
-)
-def test_parse_duration(text: str | int, seconds: float) -> None:
-    assert parse_duration(text).total_seconds() == seconds
-
-
-@pytest.mark.parametrize("text", ["", "3 minutes", "1d", "m", "-3s"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
