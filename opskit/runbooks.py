@@ -46,6 +46,7 @@ from opskit.journal import (
     load,
     parse_time,
 )
+from repairtool.clock import rfc3339
 
 TEMPLATES_DIR = paths.TEMPLATES_DIR / "runbooks"
 
@@ -320,14 +321,13 @@ def pretty_json(value: Any) -> str:
 
 
 def when(value: str) -> str:
-    """``2026-11-29T01:30:00.123Z`` → ``2026-11-29 01:30:00 UTC`` (text only, no clock)."""
-    return parse_time(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """``2026-11-29T01:30:00.123Z`` → ``2026-11-29T01:30:00Z`` (RFC 3339, whole seconds)."""
+    return rfc3339(parse_time(value), "seconds")
 
 
 def clock(value: str) -> str:
-    """``…T01:30:00.123Z`` → ``01:30:00.123``."""
-    t = parse_time(value)
-    return t.strftime("%H:%M:%S") + f".{t.microsecond // 1000:03d}"
+    """``…T01:30:00.123Z`` → ``01:30:00.123Z`` (RFC 3339 full-time: the diagrams' clock)."""
+    return rfc3339(parse_time(value)).partition("T")[2]
 
 
 def seconds(value: float) -> str:
@@ -393,7 +393,7 @@ def mermaid(attempt: Attempt) -> str:
     lines += [f"    participant {alias[n]} as {_pod_label(n)}" for n in pods]
     lines.append("    participant DB as Stairway database")
     for e in attempt.timeline:
-        text = mermaid_text(f"{clock(e.at)} {e.event}: {e.detail}")
+        text = mermaid_text(f"{clock(e.at)} {e.event}: {e.detail}", limit=91)  # +1: the Z
         target = alias.get(e.pod or "")
         if e.source == "tool":
             lines.append(f"    Op->>{target}: {text}" if target else f"    Note over Op: {text}")
@@ -410,8 +410,7 @@ def log_lines(excerpts: Iterable[LogExcerpt]) -> list[str]:
     """Log excerpts in the 2021 layout: a time/severity/pod line, then the quoted message."""
     out: list[str] = []
     for x in excerpts:
-        t = parse_time(x.at)
-        out.append(f"{t:%Y-%m-%d} {clock(x.at)} UTC {x.severity} {x.pod}")
+        out.append(f"{rfc3339(parse_time(x.at))} {x.severity} {x.pod}")
         out.append(f'"{x.message}"')
     return out
 

@@ -140,7 +140,7 @@ def test_provenance_names_the_run_and_time_of_each_quote(rendered: dict[str, str
     provenance = text[text.index("## Provenance") :]
     assert (
         "| command `orphans-fix-fail` | 20261129T020500Z-decode-failure-on-resume-local"
-        " | decode-failure-on-resume on local | 2026-11-29 02:15:31 UTC | pass |"
+        " | decode-failure-on-resume on local | 2026-11-29T02:15:31Z | pass |"
     ) in provenance
     assert "| sql `flight-log` |" in provenance
 
