@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from opskit import paths
-from opskit.datafile import build
 from opskit.errors import NotFound, UsageError
+from repairtool.datafile import STRICT, Bool, Float, Int, load_yaml, shown_path, validate
 
 if TYPE_CHECKING:
     from opskit.envs import Env
@@ -69,29 +69,29 @@ class UnknownExperiment(NotFound):
 # the definition
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class DelaySpec:
     """WSM's ``DelayHook``: sleep ``seconds`` at the start of ``step`` (0-based) of the class."""
 
     flight_class: str
-    step: int
-    seconds: float
+    step: Int
+    seconds: Float
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class MethodSpec:
     """Start a flight through the service API, then inject ``fault`` inside ``when_step``."""
 
     fault: Fault
-    when_step: int
+    when_step: Int
     #: the flight is started like TestRunner's WorkspaceLifecycle create (``inv run-test``)
     start: Literal["service-api"] = "service-api"
     #: ``inv kill-pod --settle``: stop following the flight when nothing changed this long,
     #: beyond the DelayHook's seconds (a resumed flight sleeps in the delayed step again)
-    settle_seconds: float = 15.0
+    settle_seconds: Float = 15.0
     #: how long to wait for the expected log lines and the flight's end after the fault (and
     #: after a repair), beyond the DelayHook's seconds
-    observe_seconds: float = 40.0
+    observe_seconds: Float = 40.0
 
     def settle(self, delay: DelaySpec) -> float:
         return delay.seconds + self.settle_seconds
@@ -100,7 +100,7 @@ class MethodSpec:
         return delay.seconds + self.observe_seconds
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class Expectations:
     """The hypothesis an attempt is judged against (before any repair)."""
 
@@ -108,7 +108,7 @@ class Expectations:
     owner: OwnerExpectation = "none"
     recovered_by: RecoveredBy = "any"
     #: no step is logged twice in ``flightlog`` (the flight never ran a step twice)
-    steps_once: bool = True
+    steps_once: Bool = True
     #: finding kinds ``repairtool orphans`` reports for the flight (dry run, before repair)
     findings: tuple[FindingKind, ...] = ()
     #: a phrase the findings' ``evidence.pattern`` must contain (e.g. ``make-flight failure``)
@@ -117,7 +117,7 @@ class Expectations:
     log_lines: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class RepairSpec:
     """``repairtool orphans --fix --action ACTION --reason REASON`` and the state it must reach."""
 
@@ -126,21 +126,21 @@ class RepairSpec:
     expect_status: FlightStatus
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class Detection:
     """Options of the ``repairtool orphans`` runs (durations like ``5s``, ``1m``)."""
 
     stalled_after: str = "5s"
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class ExperimentDefinition:
     """One ``experiments/<name>.yaml``, validated."""
 
     name: str
     title: str
     description: str
-    replicas: int
+    replicas: Int
     engine_version: str
     reader: str
     delay: DelaySpec
@@ -148,7 +148,7 @@ class ExperimentDefinition:
     expect: Expectations
     repair: RepairSpec | None
     detection: Detection = field(default_factory=Detection)
-    attempts: int = 1
+    attempts: Int = 1
     notes: tuple[str, ...] = ()
     path: Path = field(default=Path(), compare=False)
 
@@ -180,35 +180,22 @@ def load_definition(name: str, directory: Path | None = None) -> ExperimentDefin
 
 def load_definition_file(path: Path) -> ExperimentDefinition:
     """Load and validate one definition file; errors name the file and the key."""
-    shown = _shown(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ExperimentError(f"{shown}:{where} not valid YAML") from None
-    except OSError as exc:
-        raise ExperimentError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    return definition_from_dict(data, path)
+    return definition_from_dict(load_yaml(path, _shown(path), ExperimentError), path)
 
 
 def definition_from_dict(data: Any, path: Path) -> ExperimentDefinition:
     """Validate a parsed definition (``path`` names the file in errors; its stem is the name)."""
     shown = _shown(path)
-    if not isinstance(data, Mapping):
-        raise ExperimentError(f"{shown}: expected a mapping at the top level")
-    built = build(ExperimentDefinition, data, shown=shown, error=ExperimentError, skip={"path"})
-    assert isinstance(built, ExperimentDefinition)
+    if isinstance(data, Mapping) and "path" in data:
+        raise ExperimentError(f"{shown}: unknown key 'path'")
+    built = validate(ExperimentDefinition, data, shown=shown, error=ExperimentError)
     defn = dataclasses.replace(built, path=path)
     _check(defn, shown, path.stem)
     return defn
 
 
 def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(paths.PROJECT_ROOT))
-    except ValueError:
-        return str(path)
+    return shown_path(path, paths.PROJECT_ROOT)
 
 
 def _check(d: ExperimentDefinition, shown: str, stem: str) -> None:

@@ -89,7 +89,7 @@ def test_cli_reports_a_bad_journal_in_one_line(
     bad.write_text("{}", encoding="utf-8")
     assert main(["--journal", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {bad}: run_id: missing required key\n"
+    assert err == f"error: {bad}: missing key 'run_id'\n"
 
 
 def test_every_quoted_command_and_query_was_run(
