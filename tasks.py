@@ -114,7 +114,7 @@ def setup(c: Context, env: str = "", quiet: bool = False) -> None:
 @guard
 def build(c: Context, env: str = "") -> None:
     """Build the service image (GKE: `skaffold build` in <checkout>/local-dev)."""
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     platform_for(e).build(c, console_reporter())
@@ -128,7 +128,7 @@ def deploy(c: Context, env: str = "", timeout: int = 600) -> None:
     GKE: `skaffold run` in <checkout>/local-dev, then the rollout through the Kubernetes API.
     Local: rolls the sandbox deployment (new template hash, pods replaced one by one).
     """
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     rd = run_dir("deploy", e)
@@ -144,7 +144,7 @@ def db_proxy(c: Context, env: str = "") -> None:
     GKE: cloud-sql-proxy on the env's port, waiting until it accepts connections. Local: the
     sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed.
     """
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     p = platform_for(e)
@@ -166,7 +166,7 @@ def db_proxy(c: Context, env: str = "") -> None:
 @guard
 def connect_db(c: Context, env: str = "") -> None:
     """Open psql on the env's Stairway database (starting the Cloud SQL proxy for GKE)."""
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     p = platform_for(e)
@@ -215,7 +215,7 @@ def kill_pod(
     from opskit.flights import FlightReader
     from opskit.killpod import KillPodOptions
     from opskit.killpod import kill_pod as do_kill
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     if not flight and not pod:
@@ -290,7 +290,7 @@ def logs(
     from opskit.cloudlogs import ENGINE_PHRASES
     from opskit.engine_events import flight_timeline
     from opskit.kube import split_pod_arg
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     start = parse_since(since)
@@ -356,7 +356,7 @@ def run_test(c: Context, env: str = "", suite: str = "kill-pod", json: bool = Fa
     GKE: TestRunner (`./gradlew runTest --args="suites/kill-pod-<env>.json /tmp/TR"`). Local: the
     same journey (create → get → delete workspace) against the sandbox API.
     """
-    from opskit.platform import platform_for
+    from opskit.platforms import platform_for
 
     e = env_of(env)
     rd = run_dir("run-test", e)

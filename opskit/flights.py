@@ -15,6 +15,9 @@ from typing import Any
 
 from opskit.errors import NotFound
 from repairtool.clock import rfc3339_or_none
+from repairtool.errors import UnknownFlight
+from repairtool.stairway.db import DbSettings, make_engine
+from repairtool.stairway.queries import get_flight
 
 TERMINAL = ("SUCCESS", "ERROR", "FATAL")
 
@@ -102,8 +105,6 @@ class FlightReader:
     """Read-only access to one Stairway database."""
 
     def __init__(self, url: Any) -> None:
-        from repairtool.stairway.db import DbSettings, make_engine
-
         self._engine = make_engine(DbSettings(url, "env"))
 
     def close(self) -> None:
@@ -111,9 +112,6 @@ class FlightReader:
 
     def get(self, flight_id: str) -> FlightView:
         """The flight now; :class:`NotFound` when there is no such flight."""
-        from repairtool.errors import UnknownFlight
-        from repairtool.stairway.queries import get_flight
-
         try:
             detail = get_flight(self._engine, flight_id)
         except UnknownFlight:

@@ -11,6 +11,7 @@ import os
 from urllib.parse import quote
 
 from opskit.envs import load_env
+from opskit.local import LocalPlatform
 from repairtool.errors import UsageError
 from repairtool.stairway.db import parse_url
 from repairtool.target import Target
@@ -19,8 +20,6 @@ from repairtool.target import Target
 def resolve(name: str) -> Target:
     env = load_env(name)  # an OpsError is a RepairToolError: its own code (NOT_FOUND, USAGE)
     if env.kind == "local":
-        from opskit.local import LocalPlatform
-
         platform = LocalPlatform(env)
         handle = platform.handle()  # Unavailable (PLATFORM_UNREACHABLE) when not running
         url = handle.stairway_tcp_url().render_as_string(hide_password=False)
