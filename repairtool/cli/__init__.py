@@ -1,7 +1,7 @@
 """`repairtool`: find and repair stuck Stairway flights. Parses, calls the package, renders, exits.
 
-Heavy modules (SQLAlchemy, Google clients, kubernetes) are imported inside the commands so that
-`repairtool --help` stays fast.
+Heavy modules (SQLAlchemy, Google clients, kubernetes) are imported inside the commands, each
+with a one-line reason, so that `repairtool --help` and shell completion stay fast.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, cast
 
 from repairtool import __version__
-from repairtool.cli import decode, flights, local, orphans, recover
-from repairtool.cli.common import EXIT_CODES_HELP
+from repairtool.cli import completion, decode, flights, local, orphans, recover
+from repairtool.cli.common import EXIT_CODES_HELP, HelpFormatter
 from repairtool.errors import UsageError
 from repairtool.exitcodes import ExitCode, exit_code_of, one_line
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="repairtool",
         description=DESCRIPTION,
         epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stairway-ops {__version__}")
     sub = cast(
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for register in REGISTRARS:
         register(sub)
+    completion.register(sub, build_parser)
     _document_exit_codes(parser)
     return parser
 
@@ -63,7 +64,7 @@ def _document_exit_codes(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for choice in action.choices.values():
                 choice.epilog = EXIT_CODES_HELP
-                choice.formatter_class = argparse.RawDescriptionHelpFormatter
+                choice.formatter_class = HelpFormatter
                 _document_exit_codes(choice)
 
 
