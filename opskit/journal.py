@@ -114,6 +114,14 @@ Verdict = Literal["pass", "fail"]
 Scalar = JsonScalar
 
 
+def flight_status(value: Any) -> FlightStatus:
+    """A status read from the database, as the journal's type (an unknown value is refused)."""
+    for status in typing.get_args(FlightStatus):
+        if status == value:
+            return typing.cast(FlightStatus, status)
+    raise JournalError(f"unexpected flight status {value!r}")
+
+
 def parse_time(value: str) -> dt.datetime:
     """A journal timestamp as an aware UTC datetime."""
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -590,6 +598,7 @@ __all__ = [
     "TimelineEntry",
     "dumps",
     "find_secrets",
+    "flight_status",
     "load",
     "parse_time",
     "redact",

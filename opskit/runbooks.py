@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -684,6 +685,43 @@ def journal_paths(inputs: Iterable[Path]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def load_journals(sources: Sequence[Path]) -> list[Journal]:
+    """The journals in ``sources`` (files or directories); none found is a :class:`RunbookError`."""
+    missing = [str(p) for p in sources if not p.exists()]
+    files = journal_paths(p for p in sources if p.exists())
+    if missing or not files:
+        raise RunbookError(
+            f"no journals in {', '.join(missing or map(str, sources))}"
+            " (`inv experiment NAME` writes one)"
+        )
+    return [load(p) for p in files]
+
+
+@dataclass(frozen=True)
+class Published:
+    """A verified run's journal kept next to the runbooks, and the runbooks rendered again."""
+
+    kept: Path
+    written: tuple[Path, ...]
+    out_dir: Path
+
+
+def publish(journal_file: Path, journal: Journal, out_dir: Path | None = None) -> Published:
+    """After a verified experiment: keep its journal as ``<out>/journals/<name>-<env>.json``
+    and re-render every runbook of ``out_dir`` (default ``runbooks/``) from the journals there.
+
+    Runbooks quote verified runs only: a journal that deviated is refused.
+    """
+    if journal.deviated:
+        raise RunbookError(f"{journal_file}: the run deviated; runbooks quote verified runs only")
+    out = out_dir or paths.PROJECT_ROOT / "runbooks"
+    kept = out / "journals" / f"{journal.experiment.name}-{journal.env.name}.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(journal_file, kept)
+    journals = [load(p) for p in journal_paths([kept.parent])]
+    return Published(kept, tuple(render_runbooks(journals, out)), out)
 
 
 def check(journals: Sequence[Journal], out_dir: Path) -> list[str]:

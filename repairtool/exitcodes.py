@@ -48,6 +48,14 @@ FOREIGN: dict[str, ExitCode] = {
 }
 
 
+def by_value(value: int) -> ExitCode:
+    """The member for a process exit status (ValueError when it is not in the table)."""
+    for code in ExitCode:
+        if code.value == value:
+            return code
+    raise ValueError(f"{value} is not in the exit-code table")
+
+
 def code_of_class(cls: type[BaseException]) -> ExitCode:
     """The exit code of an exception class (its own or inherited ``exit_code``)."""
     if issubclass(cls, KeyboardInterrupt):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from opskit.errors import ExitCode
-from opskit.experiment import (
+from opskit.experiment.definition import (
     ExperimentError,
     UnknownExperiment,
     experiments_dir,

@@ -43,12 +43,14 @@ def join(argv: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """A finished command: its record, and its (masked) output for parsing."""
+    """A finished command: its record, its (masked) stdout — read back only when it is a
+    machine-readable document — and where its whole output was logged."""
 
     record: CommandRecord
     stdout: str
     output: str
     timed_out: bool = False
+    log: Path | None = None
 
     @property
     def rc(self) -> int | None:
@@ -279,7 +281,8 @@ class CommandLog:
             with contextlib.suppress(ValueError):
                 self._running.remove(running)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        (self.log_dir / f"{n:02d}-{running.id}.log").write_text(
+        log = self.log_dir / f"{n:02d}-{running.id}.log"
+        log.write_text(
             f"$ {running.command}\n" + "\n".join(lines) + f"\n# rc={rc} {duration:.1f}s\n"
         )
         level: Level = "info" if rc == 0 else "warn"
@@ -291,7 +294,7 @@ class CommandLog:
             rc=rc,
             duration_s=duration,
         )
-        return CommandResult(record, self.mask(stdout), "\n".join(lines), timed_out)
+        return CommandResult(record, self.mask(stdout), "\n".join(lines), timed_out, log)
 
     def stop_all(self) -> None:
         """Stop (and record) every command still running."""
