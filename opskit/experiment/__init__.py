@@ -9,6 +9,8 @@ One module per concern, each importable on its own:
 - :mod:`~opskit.experiment.tools`: those commands (``inv run-test``, ``inv kill-pod``,
   ``repairtool …``), each writing a machine-readable result the experiment reads back;
 - :mod:`~opskit.experiment.db`: the experiment's own database access and its SQL evidence;
+- :mod:`~opskit.experiment.lab`: what every step works with (:class:`~opskit.experiment.lab.Lab`)
+  and hands on (the submitted flight, the timeline);
 - :mod:`~opskit.experiment.faults`: one class per fault (kill the owner, drop the database
   connections), each returning a typed result;
 - :mod:`~opskit.experiment.observe`: what an attempt saw (engine log lines, the flight row,

@@ -120,7 +120,7 @@ def _create_async_on(h: Any, pod: str, flight_id: str) -> threading.Thread:
                 {"id": str(uuid.uuid4()), "jobId": flight_id, "stage": "MC_WORKSPACE"},
                 pod=pod,
                 token="e2e-token",
-                timeout="60s",
+                timeout=60,
             )
 
     t = threading.Thread(target=run, daemon=True)

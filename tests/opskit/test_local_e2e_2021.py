@@ -58,7 +58,7 @@ def test_kill_pod_reports_the_2021_orphan(
                 {"id": str(uuid.uuid4()), "jobId": fid, "stage": "MC_WORKSPACE"},
                 pod=owner,
                 token="e2e-token",
-                timeout="60s",
+                timeout=60,
             )
 
     threading.Thread(target=create, daemon=True).start()
@@ -100,7 +100,7 @@ def test_kill_pod_reports_the_2021_orphan(
         capture_output=True,
         text=True,
         env=dict(os.environ),
-        timeout="60s",
+        timeout=60,
     )
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
