@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,7 +162,6 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-@dataclass
 class View:
     """What a read command shows, in every output format of ``-o``.
 
@@ -172,15 +170,28 @@ class View:
     the Markdown; ``doc`` is the versioned JSON document.
     """
 
-    doc: dict[str, Any]
-    columns: Sequence[str] = ()
-    rows: Sequence[Sequence[Any]] = ()
-    wide_columns: Sequence[str] | None = None
-    wide_rows: Sequence[Sequence[Any]] | None = None
-    title: str = ""
-    before: list[str] = field(default_factory=list)
-    after: list[str] = field(default_factory=list)
-    empty: str = ""
+    # a plain class: dataclasses would import inspect and ast on every `repairtool --help`
+    def __init__(
+        self,
+        doc: dict[str, Any],
+        columns: Sequence[str] = (),
+        rows: Sequence[Sequence[Any]] = (),
+        wide_columns: Sequence[str] | None = None,
+        wide_rows: Sequence[Sequence[Any]] | None = None,
+        title: str = "",
+        before: list[str] | None = None,
+        after: list[str] | None = None,
+        empty: str = "",
+    ) -> None:
+        self.doc = doc
+        self.columns = columns
+        self.rows = rows
+        self.wide_columns = wide_columns
+        self.wide_rows = wide_rows
+        self.title = title
+        self.before = list(before or ())
+        self.after = list(after or ())
+        self.empty = empty
 
     def render(self, output: str) -> str:
         if output == "json":

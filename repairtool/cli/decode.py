@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +195,8 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from importlib import resources  # lazy: ~15 ms (tempfile, zip support); --help is faster
+
     sys.stdout.write(
         resources.files("repairtool").joinpath("catalogs", "workspace-manager.yaml").read_text()
     )
