@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, exc
 from sqlalchemy.engine import URL, make_url
 
 from repairtool.errors import DatabaseUnreachable, RepairToolError, UsageError
+from repairtool.exitcodes import ExitCode
 
 log = logging.getLogger("repairtool.db")
 
@@ -36,7 +37,7 @@ APPLICATION_NAME = "repairtool"
 class AuthenticationFailed(DatabaseUnreachable):
     """The server is up but refused the login (wrong user or password)."""
 
-    exit_code = 5
+    exit_code = ExitCode.DB_LOGIN_REFUSED
 
 
 @dataclass(frozen=True)
