@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
+
 from opskit import paths
 from opskit.events import Reporter
 
@@ -145,8 +147,6 @@ def run_playbook(
     project_dir: Path | None = None,
 ) -> PlaybookResult:
     """Run ``playbooks/<name>`` with ``extravars``; artifacts go to ``<run_dir>/ansible/``."""
-    import ansible_runner
-
     private = run_dir / "ansible"
     (private / "tmp").mkdir(parents=True, exist_ok=True)
     changed: list[str] = []

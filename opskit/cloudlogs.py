@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from opskit.engine_events import LogLine
-from opskit.errors import Unavailable
+from opskit.errors import Unavailable, UsageError
+from repairtool.clock import parse_rfc3339, rfc3339, utcnow
+from repairtool.durations import InvalidDuration, parse_duration
 
 ENDPOINT_OVERRIDE = "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING"
 
@@ -82,12 +85,6 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def rfc3339(t: dt.datetime) -> str:
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def base_filter(scope: LogScope) -> list[str]:
     """The 2021 starting query, one term per line."""
     return [
@@ -118,10 +115,25 @@ def build_filter(
             f"jsonPayload.message:{quote(c)} OR textPayload:{quote(c)}" for c in contains
         )
         terms.append(f"({alts})")
-    terms.append(f"timestamp>={quote(rfc3339(since))}")
+    terms.append(f"timestamp>={quote(rfc3339(since, 'microseconds'))}")
     if until is not None:
-        terms.append(f"timestamp<={quote(rfc3339(until))}")
+        terms.append(f"timestamp<={quote(rfc3339(until, 'microseconds'))}")
     return "\n".join(terms)
+
+
+def parse_since(value: str, flag: str = "--since", now: dt.datetime | None = None) -> dt.datetime:
+    """A log window's bound: a duration back from now (``1h``, ``3d``, ``2h30m``) or an RFC 3339
+    time (``2021-04-05T14:00:00Z``)."""
+    text = value.strip()
+    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
+        try:
+            return parse_rfc3339(text)
+        except ValueError:
+            raise UsageError(f"{flag} {value!r}: not an RFC 3339 time") from None
+    try:
+        return (now or utcnow()) - parse_duration(text)
+    except InvalidDuration as exc:
+        raise UsageError(f"{flag} {value!r}: {exc}") from None
 
 
 def _is_loopback_http(endpoint: str) -> bool:
@@ -133,7 +145,9 @@ class CloudLogs:
     """A google-cloud-logging client for one project (HTTP transport, explicit endpoint)."""
 
     def __init__(self, project: str, endpoint: str = "") -> None:
+        # lazy: google-cloud-logging takes ~0.4 s to import; only a log query needs it
         from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
         from google.cloud import logging as gcl
 
         self.project = project
@@ -142,8 +156,6 @@ class CloudLogs:
         if self.endpoint:
             kwargs["client_options"] = ClientOptions(api_endpoint=self.endpoint.rstrip("/"))
         if self.endpoint and _is_loopback_http(self.endpoint):
-            from google.auth.credentials import AnonymousCredentials
-
             kwargs["credentials"] = AnonymousCredentials()
         try:
             self._client = gcl.Client(**kwargs)
@@ -157,7 +169,7 @@ class CloudLogs:
         self, filter_: str, *, limit: int | None = None, newest_first: bool = False
     ) -> Iterator[LogLine]:
         """Entries matching ``filter_`` (which must carry its own ``timestamp>=`` term)."""
-        from google.cloud import logging as gcl
+        from google.cloud import logging as gcl  # lazy: see __init__ (loaded there already)
 
         if "timestamp>=" not in filter_:
             raise ValueError("filter without an explicit timestamp>= bound")
@@ -189,7 +201,7 @@ def to_log_line(entry: Any) -> LogLine:
     else:
         message = "" if payload is None else str(payload)
     labels = (entry.resource.labels or {}) if entry.resource is not None else {}
-    ts = entry.timestamp or dt.datetime.now(dt.UTC)
+    ts = entry.timestamp or utcnow()
     return LogLine(
         timestamp=ts,
         pod=str(labels.get("pod_name", "")),

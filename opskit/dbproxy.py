@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import URL, make_url
+
 from opskit.envs import Env, SecretRef
 from opskit.errors import CommandFailed, OpsTimeout
 from opskit.events import Reporter, silent
@@ -51,10 +53,8 @@ class DbTarget:
         value = self.password.resolve()
         return {"PGPASSWORD": value} if value else {}
 
-    def sqlalchemy_url(self) -> Any:
+    def sqlalchemy_url(self) -> URL:
         """A SQLAlchemy URL (password, when known, inside the URL object — hidden in reprs)."""
-        from sqlalchemy.engine import URL, make_url
-
         if self.url_override:
             return make_url(self.url_override).set(drivername="postgresql+psycopg")
         return URL.create(

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from repairtool.clock import rfc3339
+
 
 class Kind(enum.StrEnum):
     """What an engine log line means."""
@@ -296,7 +298,7 @@ class TimelineItem:
     def to_json(self) -> dict[str, object]:
         e = self.event
         return {
-            "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": rfc3339(self.at),
             "pod": self.pod,
             "kind": e.kind.value,
             "flight_id": e.flight_id,

@@ -18,22 +18,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from pydantic.dataclasses import dataclass
 
 from opskit import paths
-from opskit.datafile import build
-from opskit.errors import EnvError
+from opskit.errors import EnvError, UnknownEnv
+from repairtool.datafile import STRICT, Bool, Duration, Int, load_yaml, shown_path, validate
+from repairtool.durations import format_duration
 
 Kind = Literal["local", "gke"]
 DEFAULT_ENV = "local"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class SecretRef:
     """Where a secret comes from: an environment variable and/or a file. Never the value."""
 
@@ -59,7 +60,7 @@ class SecretRef:
         return " or ".join(where) if where else "~/.pgpass"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class GkeCluster:
     """The GKE cluster the service runs on (zonal clusters: ``location`` is the zone)."""
 
@@ -80,7 +81,7 @@ class GkeCluster:
         return self.zone or self.region
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Service:
     """The Stairway-based service: where its pods run and where it answers."""
 
@@ -88,7 +89,7 @@ class Service:
     deployment: str
     container: str
     url: str = ""
-    replicas: int = 1
+    replicas: Int = 1
     pod_name_filter: str = ""
     checkout: str = ""
     image: str = ""
@@ -102,7 +103,7 @@ class Service:
         return Path(self.checkout).expanduser()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class CloudSql:
     """The Cloud SQL instance behind the Stairway database."""
 
@@ -111,19 +112,19 @@ class CloudSql:
     project: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class StairwayDb:
     """How to reach the Stairway database from this machine (through the proxy for GKE)."""
 
     name: str
     user: str
     host: str = "127.0.0.1"
-    port: int = 5432
+    port: Int = 5432
     password: SecretRef = field(default_factory=SecretRef)
     cloud_sql: CloudSql | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Stairway:
     """Engine settings: work-queue cluster name, database, engine version in use."""
 
@@ -132,16 +133,16 @@ class Stairway:
     db: StairwayDb | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class DelayHook:
     """The DelayHook used by pod-kill rehearsals (step index is 0-based, as in the engine)."""
 
     flight_class: str
-    step: int
-    duration: timedelta
+    step: Int
+    duration: Duration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class HelmRepos:
     """terra-helm and terra-helmfile clones for ``local-dev`` (setup_local_env.sh arguments)."""
 
@@ -152,7 +153,7 @@ class HelmRepos:
     chart: str = "workspacemanager"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class TestRunner:
     """TestRunner (terra-test-runner) server specification and suite for this env."""
 
@@ -171,7 +172,7 @@ class TestRunner:
     output_dir: str = "/tmp/TR"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Sandbox:
     """The local sandbox (kind ``local``). The engine version is ``stairway.version``.
 
@@ -180,18 +181,18 @@ class Sandbox:
     when installed. ``project``/``cluster``/``location`` are the names its log entries carry.
     """
 
-    replicas: int = 2
+    replicas: Int = 2
     reader_version: str = ""
     queue: Literal["auto", "emulator", "none"] = "auto"
-    pod_listener: bool = True
-    ack_deadline_seconds: int = 100
-    job_timeout_seconds: int = 1800
+    pod_listener: Bool = True
+    ack_deadline_seconds: Int = 100
+    job_timeout_seconds: Int = 1800
     project: str = "terra-sandbox"
     cluster: str = "terra-sandbox-cluster"
     location: str = "us-central1-a"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Env:
     """One environment, validated. ``path`` is the file it was loaded from."""
 
@@ -240,29 +241,6 @@ class Env:
 
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """``"3m"``, ``"90s"``, ``"1h30m"`` or a number of seconds → timedelta."""
-    if isinstance(text, bool):
-        raise ValueError("not a duration")
-    if isinstance(text, int | float):
-        return timedelta(seconds=float(text))
-    m = _DURATION_RE.match(text.strip())
-    if not text.strip() or not m or not any(m.groups()):
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 3m, 1h)")
-    h, mins, s = m.groups()
-    return timedelta(hours=int(h or 0), minutes=int(mins or 0), seconds=float(s or 0))
-
-
-def format_duration(d: timedelta) -> str:
-    total = d.total_seconds()
-    if total % 3600 == 0 and total >= 3600:
-        return f"{int(total // 3600)}h"
-    if total % 60 == 0 and total >= 60:
-        return f"{int(total // 60)}m"
-    return f"{total:g}s"
 
 
 def list_envs(directory: Path | None = None) -> list[str]:
@@ -283,35 +261,21 @@ def load_env(name: str | None = None, directory: Path | None = None) -> Env:
     path = env_file(name, directory)
     if not path.is_file():
         known = ", ".join(list_envs(directory)) or "none"
-        raise EnvError(f"unknown environment {name!r} (known: {known})")
+        raise UnknownEnv(f"unknown environment {name!r} (known: {known})")
     return load_env_file(path)
 
 
 def load_env_file(path: Path) -> Env:
     """Load and validate one env file; errors name the file and the key."""
-    shown = _shown(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise EnvError(f"{shown}:{where} not valid YAML") from None
-    if not isinstance(data, dict):
-        raise EnvError(f"{shown}: expected a mapping at the top level")
-    env = build(Env, data, shown=shown, error=EnvError, skip={"path"}, duration=parse_duration)
-    assert isinstance(env, Env)
-    env = dataclasses.replace(env, path=path)
+    shown = shown_path(path, paths.PROJECT_ROOT)
+    data = load_yaml(path, shown, EnvError)
+    if isinstance(data, dict) and "path" in data:
+        raise EnvError(f"{shown}: unknown key 'path'")
+    env = dataclasses.replace(validate(Env, data, shown=shown, error=EnvError), path=path)
     if env.name != path.stem:
         raise EnvError(f"{shown}: key 'name' is {env.name!r} but the file is {path.name!r}")
     _check_kind(env, shown)
     return env
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(paths.PROJECT_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def _check_kind(env: Env, shown: str) -> None:

@@ -8,15 +8,13 @@ half-written.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opskit import ansible, paths
+from opskit import ansible, local, paths
 from opskit.envs import Env
-from opskit.errors import OperationFailed, ToolMissing
+from opskit.errors import CommandFailed, ToolMissing
 from opskit.events import Reporter, silent
 from opskit.render import template_files, template_vars
 from opskit.tools import preflight, required_tools
@@ -40,15 +38,6 @@ class SetupResult:
         return bool(self.changed)
 
 
-def sandbox_prepare_command(env: Env) -> str:
-    """The command the playbook runs for a local env (empty until the sandbox provides one)."""
-    try:
-        from opskit import local
-    except ImportError:  # pragma: no cover - sandbox not present
-        return ""
-    return local.prepare_command(env)
-
-
 def setup_vars(env: Env) -> dict[str, Any]:
     """The playbook's extravars (also printed by ``inv envs NAME --vars``)."""
     v = template_vars(env)
@@ -56,7 +45,7 @@ def setup_vars(env: Env) -> dict[str, Any]:
     v["templates_dir"] = str(paths.TEMPLATES_DIR)
     v["required_tools"] = list(required_tools(env))
     if env.kind == "local":
-        v["sandbox_prepare"] = sandbox_prepare_command(env)
+        v["sandbox_prepare"] = local.prepare_command(env)
     return v
 
 
@@ -84,7 +73,7 @@ def setup(
         "setup.yml", extravars, run_dir, on_event=ansible.reporter_callback(rep)
     )
     if not result.ok:
-        raise OperationFailed(f"setup.yml failed: {result.first_failure()}")
+        raise CommandFailed(f"setup.yml failed: {result.first_failure()}")
     stats = result.stats
     return SetupResult(
         env=env.name,
@@ -102,8 +91,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "1")
     return bool(value)
-
-
-def python_command(*args: str) -> str:
-    """``<this python> args...`` quoted for the playbook's ``command`` module."""
-    return " ".join(shlex.quote(a) for a in (sys.executable, *args))

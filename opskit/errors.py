@@ -1,49 +1,34 @@
-"""Errors of the ops layer and the exit codes the Invoke tasks map them to.
-
-Every error is one line (``str(err)``) and carries a distinct exit code, so scripts can tell
-an unknown environment from a missing tool from a flight that does not exist.
-
-====  ===================  ==========================================================
-code  name                 meaning
-====  ===================  ==========================================================
-0     OK                   done
-1     FAILED               the operation ran but its outcome is bad (playbook failed,
-                           test failed, flight left stuck after a pod kill)
-2     USAGE                bad options (e.g. ``--flight`` and ``--pod`` together)
-3     ENV                  unknown environment or invalid environment file
-4     TOOL_MISSING         a required command-line tool is not on PATH
-5     NOT_FOUND            the flight or pod does not exist
-6     REFUSED              refused for safety (namespace not in the env file, ...)
-7     COMMAND_FAILED       an external command (skaffold, gradlew, proxy, ...) failed
-8     TIMEOUT              waited too long (rollout, replacement pod, proxy port, ...)
-9     UNAVAILABLE          the platform cannot be reached (sandbox down, API/DB down)
-====  ===================  ==========================================================
+"""Errors of the ops layer. Each class carries one code of the shared table
+(:class:`repairtool.exitcodes.ExitCode`, re-exported here): the same number means the same thing
+for ``inv`` and ``repairtool``. Every error is one line (``str(err)``).
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
+from repairtool.errors import RepairToolError
+from repairtool.exitcodes import ExitCode
+
+__all__ = [
+    "CommandFailed",
+    "EnvError",
+    "ExitCode",
+    "NotFound",
+    "OperationFailed",
+    "OpsError",
+    "OpsTimeout",
+    "Refused",
+    "ToolMissing",
+    "Unavailable",
+    "UnknownEnv",
+    "UsageError",
+]
 
 
-class ExitCode(IntEnum):
-    """Process exit codes of the ops tasks."""
+class OpsError(RepairToolError):
+    """Base of all ops-layer errors: a one-line message (whitespace runs collapsed).
 
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    ENV = 3
-    TOOL_MISSING = 4
-    NOT_FOUND = 5
-    REFUSED = 6
-    COMMAND_FAILED = 7
-    TIMEOUT = 8
-    UNAVAILABLE = 9
-
-
-class OpsError(Exception):
-    """Base of all ops-layer errors: a one-line message plus an exit code."""
-
-    exit_code: ExitCode = ExitCode.FAILED
+    The base itself has no meaning of its own: raising it directly is a bug (``INTERNAL``).
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
@@ -54,36 +39,56 @@ class OpsError(Exception):
 
 
 class OperationFailed(OpsError):
-    exit_code = ExitCode.FAILED
+    """The operation ran, but its outcome is bad (test failed, flight left stuck, …)."""
+
+    exit_code = ExitCode.FINDINGS
 
 
 class UsageError(OpsError):
+    """Bad options or input."""
+
     exit_code = ExitCode.USAGE
 
 
-class EnvError(OpsError):
-    exit_code = ExitCode.ENV
+class EnvError(UsageError):
+    """An environment file that does not validate (names the file and the key)."""
 
 
 class ToolMissing(OpsError):
+    """A command-line tool or the service checkout is missing."""
+
     exit_code = ExitCode.TOOL_MISSING
 
 
 class NotFound(OpsError):
+    """The flight, pod, environment or experiment does not exist."""
+
     exit_code = ExitCode.NOT_FOUND
 
 
+class UnknownEnv(NotFound):
+    """No ``envs/<name>.yaml``."""
+
+
 class Refused(OpsError):
+    """Refused for safety (a namespace not in the env file, no confirmation, ``--dry``)."""
+
     exit_code = ExitCode.REFUSED
 
 
 class CommandFailed(OpsError):
+    """An external command (skaffold, gradlew, the proxy, a playbook) failed."""
+
     exit_code = ExitCode.COMMAND_FAILED
 
 
 class OpsTimeout(OpsError):
+    """Waited too long (rollout, replacement pod, proxy port, …)."""
+
     exit_code = ExitCode.TIMEOUT
 
 
 class Unavailable(OpsError):
-    exit_code = ExitCode.UNAVAILABLE
+    """The platform cannot be reached (sandbox down, Kubernetes API, Cloud Logging)."""
+
+    exit_code = ExitCode.PLATFORM_UNREACHABLE

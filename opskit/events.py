@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
+from repairtool.clock import rfc3339, utcnow
+
 Level = Literal["info", "warn", "error"]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": rfc3339(self.at),
             "kind": self.kind,
             "level": self.level,
             "message": self.message,
@@ -77,7 +75,7 @@ def silent() -> Reporter:
 
 
 class ConsoleView:
-    """Human view: ``HH:MM:SS message`` lines; warnings and errors marked."""
+    """Human view: ``<RFC 3339 UTC time> message`` lines; warnings and errors marked."""
 
     def __init__(
         self, stream: TextIO | None = None, *, show: Callable[[Event], bool] | None = None
@@ -90,7 +88,7 @@ class ConsoleView:
             return
         stream = self._stream or sys.stdout
         mark = {"info": "", "warn": "WARNING: ", "error": "ERROR: "}[event.level]
-        stamp = event.at.astimezone().strftime("%H:%M:%S")
+        stamp = rfc3339(event.at, "seconds")
         stream.write(f"{stamp} {mark}{event.message}\n")
         stream.flush()
 

@@ -13,7 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from opskit.errors import NotFound, OpsError, Unavailable
+from opskit.errors import NotFound
+from repairtool.clock import rfc3339_or_none
+from repairtool.errors import UnknownFlight
+from repairtool.stairway.db import DbSettings, make_engine
+from repairtool.stairway.queries import get_flight
 
 TERMINAL = ("SUCCESS", "ERROR", "FATAL")
 
@@ -54,7 +58,7 @@ class FlightView:
             "log_rows": self.log_rows,
             "current_step": self.current_step,
             "last_direction": self.last_direction,
-            "completed": self.completed.isoformat() if self.completed else None,
+            "completed": rfc3339_or_none(self.completed),
         }
 
 
@@ -101,8 +105,6 @@ class FlightReader:
     """Read-only access to one Stairway database."""
 
     def __init__(self, url: Any) -> None:
-        from repairtool.stairway.db import DbSettings, make_engine
-
         self._engine = make_engine(DbSettings(url, "env"))
 
     def close(self) -> None:
@@ -110,17 +112,10 @@ class FlightReader:
 
     def get(self, flight_id: str) -> FlightView:
         """The flight now; :class:`NotFound` when there is no such flight."""
-        from repairtool.errors import RepairToolError, UnknownFlight
-        from repairtool.stairway.queries import get_flight
-
         try:
             detail = get_flight(self._engine, flight_id)
         except UnknownFlight:
             raise NotFound(f"no flight {flight_id} in the Stairway database") from None
-        except RepairToolError as exc:
-            raise Unavailable(str(exc).splitlines()[0]) from None
-        except OpsError:
-            raise
         f = detail.flight
         status = str(f.status)
         last = detail.log[-1] if detail.log else None

@@ -30,15 +30,26 @@ import json
 import os
 import re
 import tempfile
-import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, Union
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic.dataclasses import dataclass
 
 from opskit.errors import ExitCode, OpsError
 from opskit.events import Event
+from repairtool.datafile import (
+    STRICT,
+    Bool,
+    Float,
+    Int,
+    JsonScalar,
+    Rfc3339,
+    parse_json,
+    read_text,
+    validate,
+)
 from repairtool.flightmap.secrets import MASK, SECRET_VALUE, is_secret_key
 
 SCHEMA = "stairway-ops.journal/1"
@@ -95,16 +106,20 @@ class SecretInJournal(JournalError):
     exit_code = ExitCode.REFUSED
 
 
-class _Rfc3339:
-    """Marker for ``Annotated[str, ...]``: an RFC 3339 UTC timestamp ending in ``Z``."""
-
-
-Timestamp = Annotated[str, _Rfc3339]
+Timestamp = Rfc3339
 FlightStatus = Literal[
     "RUNNING", "SUCCESS", "ERROR", "FATAL", "WAITING", "READY", "QUEUED", "READY_TO_RESTART"
 ]
 Verdict = Literal["pass", "fail"]
-Scalar = str | int | float | bool | None
+Scalar = JsonScalar
+
+
+def flight_status(value: Any) -> FlightStatus:
+    """A status read from the database, as the journal's type (an unknown value is refused)."""
+    for status in typing.get_args(FlightStatus):
+        if status == value:
+            return typing.cast(FlightStatus, status)
+    raise JournalError(f"unexpected flight status {value!r}")
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -113,11 +128,11 @@ def parse_time(value: str) -> dt.datetime:
 
 
 # --------------------------------------------------------------------------------------------
-# generic (de)serialisation of the frozen dataclasses below
+# (de)serialisation: validated by the one data loader (repairtool.datafile)
 
 
 class _Model:
-    """Mixin: ``to_json()`` / ``from_json()`` for frozen dataclasses of JSON-typed fields.
+    """Mixin: ``to_json()`` / ``from_json()`` for the journal's frozen pydantic dataclasses.
 
     A field with a default of ``None`` is an optional key: it may be absent and is left out when
     ``None``. Every other field is a required key. Unknown keys are errors.
@@ -130,26 +145,7 @@ class _Model:
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "<journal>", path: str = "") -> Self:
-        return typing.cast(Self, _decode(cls, data, _Where(source, path)))
-
-
-@dataclass(frozen=True)
-class _Where:
-    source: str
-    path: str
-
-    def key(self, name: str) -> _Where:
-        return _Where(self.source, f"{self.path}.{name}" if self.path else name)
-
-    def index(self, i: int) -> _Where:
-        return _Where(self.source, f"{self.path}[{i}]")
-
-    def error(self, problem: str) -> JournalError:
-        return JournalError(f"{self.source}: {self.path or '(top level)'}: {problem}")
-
-
-def _optional_key(f: dataclasses.Field[Any]) -> bool:
-    return f.default is None
+        return validate(cls, data, shown=source, error=JournalError, prefix=path)
 
 
 def _encode(value: Any) -> Any:
@@ -157,7 +153,7 @@ def _encode(value: Any) -> Any:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(value):
             item = getattr(value, f.name)
-            if item is None and _optional_key(f):
+            if item is None and f.default is None:
                 continue
             out[f.name] = _encode(item)
         return out
@@ -166,117 +162,28 @@ def _encode(value: Any) -> Any:
     return value
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
-    return _HINTS[cls]
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true/false"}.get(
-        type(value), "null" if value is None else f"a number ({value})"
-    )
-
-
-def _decode(tp: Any, value: Any, where: _Where) -> Any:
-    origin = typing.get_origin(tp)
-    if isinstance(tp, type) and issubclass(tp, _Model):
-        if not isinstance(value, dict):
-            raise where.error(f"expected an object, got {_kind(value)}")
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        for key in value:
-            if key not in fields:
-                raise where.key(str(key)).error("unknown key")
-        hints = _hints(tp)
-        kwargs: dict[str, Any] = {}
-        for name, f in fields.items():
-            if name not in value:
-                if _optional_key(f):
-                    continue
-                raise where.key(name).error("missing required key")
-            kwargs[name] = _decode(hints[name], value[name], where.key(name))
-        return tp(**kwargs)
-    if origin is Annotated:
-        base, *marks = typing.get_args(tp)
-        out = _decode(base, value, where)
-        if _Rfc3339 in marks and not _TIME.match(out):
-            raise where.error(f"not an RFC 3339 UTC time ending in Z: {out!r}")
-        return out
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise where.error("must not be null")
-        others = [a for a in args if a is not type(None)]
-        if len(others) == 1:
-            return _decode(others[0], value, where)
-        if all(a in (str, int, float, bool) for a in others):
-            return _decode(Any, value, where)  # a JSON scalar
-        raise TypeError(f"unsupported union {tp}")  # pragma: no cover - model definition bug
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed or type(value) is bool:
-            choices = " | ".join(json.dumps(a) for a in allowed)
-            raise where.error(f"expected one of {choices}, got {json.dumps(value)}")
-        return value
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise where.error(f"expected a list, got {_kind(value)}")
-        return tuple(_decode(args[0], v, where.index(i)) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise where.error(f"expected an object, got {_kind(value)}")
-        return value
-    if tp is Any:
-        if isinstance(value, dict | list):
-            raise where.error(f"expected a JSON scalar, got {_kind(value)}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise where.error(f"expected a string, got {_kind(value)}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise where.error(f"expected true/false, got {_kind(value)}")
-        return value
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise where.error(f"expected an integer, got {_kind(value)}")
-        return value
-    if tp is float:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise where.error(f"expected a number, got {_kind(value)}")
-        return value
-    raise TypeError(f"unsupported type {tp}")  # pragma: no cover - model definition bug
-
-
 # --------------------------------------------------------------------------------------------
 # the model
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class DelayHook(_Model):
     """WSM's ``DelayHook``: sleep ``duration_s`` at the start of ``step`` of ``flight_class``."""
 
     flight_class: str
-    step: int
-    duration_s: float
+    step: Int
+    duration_s: Float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Kill(_Model):
     """The fault: kill the owner pod, or cut the database connections, at this step."""
 
-    when_step: int
+    when_step: Int
     target: Literal["owner", "db-connections"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Expectation(_Model):
     """The hypothesis: where the flight ends and what detection and the logs show."""
 
@@ -286,20 +193,20 @@ class Expectation(_Model):
     log_lines: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RepairSpec(_Model):
     action: Literal["resume", "fail", "reencode"] | None
     reason: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Experiment(_Model):
     """The experiment definition as it ran (a copy, as in Chaos Toolkit's journal)."""
 
     name: str
     title: str
     description: str
-    replicas: int
+    replicas: Int
     reader: str
     engine_version: str
     delay_hook: DelayHook
@@ -308,17 +215,17 @@ class Experiment(_Model):
     repair: RepairSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class DbTarget(_Model):
     """Where the Stairway database is reached (never a password)."""
 
     name: str
     user: str
     host: str
-    port: int
+    port: Int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class EnvInfo(_Model):
     name: str
     kind: Literal["local", "gke"]
@@ -333,20 +240,20 @@ class EnvInfo(_Model):
     location: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Deployment(_Model):
     command: str
     output_tail: tuple[str, ...]
-    seconds: float
+    seconds: Float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class DatabaseSetup(_Model):
     connect_command: str
     notes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Setup(_Model):
     code_changes: tuple[str, ...]
     deployment: Deployment
@@ -356,32 +263,32 @@ class Setup(_Model):
     logs_query: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class CommandRecord(_Model):
     """One command the run executed, exactly as typed, with the tail of its output."""
 
     id: str
     command: str
     at: Timestamp
-    rc: int | None
-    duration_s: float
+    rc: Int | None
+    duration_s: Float
     output_tail: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Probe(_Model):
     name: str
-    ok: bool
+    ok: Bool
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class SteadyState(_Model):
-    ok: bool
+    ok: Bool
     probes: tuple[Probe, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Pods(_Model):
     receiver: str | None
     owner: str | None
@@ -390,7 +297,7 @@ class Pods(_Model):
     survivors: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class TimelineEntry(_Model):
     at: Timestamp
     source: Literal["kube", "log", "db", "tool"]
@@ -399,7 +306,7 @@ class TimelineEntry(_Model):
     pod: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class LogExcerpt(_Model):
     at: Timestamp
     pod: str
@@ -407,7 +314,7 @@ class LogExcerpt(_Model):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class SqlEvidence(_Model):
     name: str
     query: str
@@ -415,22 +322,22 @@ class SqlEvidence(_Model):
     rows: tuple[tuple[Scalar, ...], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class FinalState(_Model):
     status: FlightStatus
     owner: str | None
-    owner_alive: bool | None
+    owner_alive: Bool | None
     completed_time: str | None
-    last_step: int | None
+    last_step: Int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RepairState(_Model):
     status: FlightStatus
     owner: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RepairRecord(_Model):
     """What repair did: the ``repairtool orphans --json`` documents and the audit rows."""
 
@@ -440,9 +347,9 @@ class RepairRecord(_Model):
     state_after: RepairState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Attempt(_Model):
-    number: int
+    number: Int
     title: str
     flight_id: str | None
     started: Timestamp
@@ -458,7 +365,7 @@ class Attempt(_Model):
     repair: RepairRecord | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class JournalEvent(_Model):
     """An :class:`opskit.events.Event` as ``Event.to_json()`` writes it."""
 
@@ -474,7 +381,7 @@ class JournalEvent(_Model):
         return cls.from_json(doc, source="<event>")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class Journal(_Model):
     run_id: str
     schema: str
@@ -483,9 +390,9 @@ class Journal(_Model):
     env: EnvInfo
     started: Timestamp
     ended: Timestamp
-    duration_s: float
+    duration_s: Float
     status: Literal["completed", "failed", "aborted"]
-    deviated: bool
+    deviated: Bool
     verdict: Verdict
     fail_step: str | None
     setup: Setup
@@ -498,29 +405,36 @@ class Journal(_Model):
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "<journal>", path: str = "") -> Self:
-        where = _Where(source, path)
         if isinstance(data, dict) and "schema" in data and data["schema"] != SCHEMA:
-            raise where.key("schema").error(
-                f"unsupported schema {json.dumps(data['schema'])} (expected {SCHEMA})"
+            raise JournalError(
+                f"{source}: key 'schema' is {json.dumps(data['schema'])}: unsupported"
+                f" (expected {SCHEMA})"
             )
         journal = super().from_json(data, source=source, path=path)
-        journal._check(where)
+        journal._check(source)
         return journal
 
-    def _check(self, where: _Where) -> None:
+    def _check(self, source: str) -> None:
         """Cross-field rules: the setup's commands are commands the run executed."""
+
+        def bad(key: str, problem: str) -> JournalError:
+            return JournalError(f"{source}: key {key!r} {problem}")
+
         ran = {(c.id, c.command) for c in self.commands}
         if ("deploy", self.setup.deployment.command) not in ran:
-            raise where.key("setup.deployment.command").error(
-                "not among commands[] with id 'deploy' (runbooks quote only commands that ran)"
+            raise bad(
+                "setup.deployment.command",
+                "is not among commands[] with id 'deploy' (runbooks quote only commands that ran)",
             )
         if ("connect-db", self.setup.database.connect_command) not in ran:
-            raise where.key("setup.database.connect_command").error(
-                "not among commands[] with id 'connect-db' (runbooks quote only commands that ran)"
+            raise bad(
+                "setup.database.connect_command",
+                "is not among commands[] with id 'connect-db' (runbooks quote only commands"
+                " that ran)",
             )
         numbers = [a.number for a in self.attempts]
         if numbers != list(range(1, len(numbers) + 1)):
-            raise where.key("attempts").error(f"attempt numbers must be 1..N in order: {numbers}")
+            raise bad("attempts", f"must be numbered 1..N in order, not {numbers}")
 
     @classmethod
     def load(cls, path: Path | str) -> Journal:
@@ -552,16 +466,7 @@ def dumps(journal: Journal) -> str:
 def load(path: Path | str) -> Journal:
     """Read and validate a journal file; errors are one line naming the file and key path."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as error:
-        raise JournalError(f"{p}: cannot read: {error.strerror or error}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise JournalError(
-            f"{p}: not JSON: line {error.lineno} column {error.colno}: {error.msg}"
-        ) from None
+    data = parse_json(read_text(p, str(p), JournalError), str(p), JournalError)
     return Journal.from_json(data, source=str(p))
 
 
@@ -693,6 +598,7 @@ __all__ = [
     "TimelineEntry",
     "dumps",
     "find_secrets",
+    "flight_status",
     "load",
     "parse_time",
     "redact",

@@ -9,6 +9,7 @@ numExceptionsThrown > 0`` — written as ``<run>/<config>_<id>/SUMMARY_testRun.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -17,29 +18,21 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opskit.events import Reporter
 from opskit.testrunner import (
+    RAW_FILE,
     SUMMARY_FILE,
     ElapsedTimeStatistics,
+    JourneyResult,
     TestRunSummary,
     TestScriptResultSummary,
 )
 
 #: a fixed, non-secret bearer token: the sandbox only checks that one is present
 JOURNEY_TOKEN = "stairway-ops-run-test"
-
-
-@dataclass(frozen=True)
-class JourneyResult:
-    description: str
-    thread: str
-    completed: bool
-    elapsed_ns: int
-    exception: str | None
 
 
 class HttpFailure(Exception):
@@ -153,20 +146,11 @@ def run_journeys(
     out = run_dir / f"{config_name}_{summary.id}"
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    (out / "RAWDATA_userJourneyResults.json").write_text(
+    (out / RAW_FILE).write_text(
         json.dumps(
             [
                 {
-                    "userJourneyResults": [
-                        {
-                            "userJourneyDescription": r.description,
-                            "threadName": r.thread,
-                            "completed": r.completed,
-                            "elapsedTimeNS": r.elapsed_ns,
-                            "exceptionThrown": r.exception,
-                        }
-                        for r in results
-                    ],
+                    "userJourneyResults": [r.to_json() for r in results],
                     "summary": summary.to_json()["testScriptResultSummaries"][0],
                 }
             ],
@@ -175,4 +159,4 @@ def run_journeys(
         + "\n"
     )
     reporter.emit("test.summary", f"summary: {out / SUMMARY_FILE}", path=str(out / SUMMARY_FILE))
-    return summary
+    return dataclasses.replace(summary, journeys=tuple(sorted(results, key=lambda r: r.thread)))

@@ -15,25 +15,32 @@ the env's are refused before anything happens.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opskit.cloudlogs import ENGINE_PHRASES
 from opskit.engine_events import Kind, TimelineItem, classify_all, flight_timeline
+from opskit.envs import Env
 from opskit.errors import NotFound, OperationFailed, OpsError, OpsTimeout, Refused, UsageError
 from opskit.events import Reporter, silent
-from opskit.flights import FlightView
+from opskit.flights import FlightReader, FlightView
 from opskit.kube import check_namespace, split_pod_arg
 from opskit.platform import Platform
+from repairtool.clock import rfc3339, utcnow
+from repairtool.durations import InvalidDuration, parse_duration
 
 FlightGetter = Callable[[str], FlightView]
+#: the ``inv kill-pod --json-out`` / ``kill-pod.json`` document
+SCHEMA = "stairway-ops.kill-pod/1"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,126 @@ class KillPodOptions:
     poll: float = 0.5
     log_poll: float = 2.0
 
+    @classmethod
+    def for_env(
+        cls,
+        env: Env,
+        *,
+        flight: str | None = None,
+        pod: str | None = None,
+        namespace: str | None = None,
+        when_step: str | bool | None = None,
+        timeout: str | None = None,
+        settle: str | None = None,
+        grace: str | None = None,
+    ) -> KillPodOptions:
+        """The options as ``inv kill-pod`` gives them (text), with the env's defaults.
+
+        ``when_step``: a step number, or ``True`` (the flag without a value) for the env's
+        delayed step. Defaults: ``timeout`` 2 x the env's delay + 5 min (at least 10 min),
+        ``settle`` the delay + 1 min (at least 30 s); ``grace`` the pod's own.
+        """
+        if not flight and not pod:
+            raise UsageError("give --flight ID or --pod NAME")
+        check_namespace(namespace, env.namespace)
+        delay = env.delay_hook.duration.total_seconds() if env.delay_hook else 0.0
+        return cls(
+            flight_id=flight or None,
+            pod=pod or None,
+            namespace=namespace or None,
+            when_step=_step(when_step, env),
+            timeout=_seconds("--timeout", timeout) or max(600.0, 2 * delay + 300),
+            settle=_seconds("--settle", settle) or max(30.0, delay + 60),
+            grace_period=(
+                math.ceil(_seconds("--grace", grace) or 0) if grace is not None else None
+            ),
+        )
+
+
+def _step(value: str | bool | None, env: Env) -> int | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        if env.delay_hook is None:
+            raise UsageError(f"--when-step without a number needs a delay_hook in {env.path.name}")
+        return env.delay_hook.step
+    try:
+        step = int(value)
+    except ValueError:
+        raise UsageError(f"--when-step {value!r}: a step number (0-based)") from None
+    if step < 0:
+        raise UsageError(f"--when-step {value!r}: a step number (0-based)")
+    return step
+
+
+def _seconds(flag: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value).total_seconds()
+    except InvalidDuration as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    """What ``inv kill-pod`` is about to do (the y/N question and ``--dry`` print it)."""
+
+    env: str
+    namespace: str
+    pod: str | None
+    flight: FlightView | None
+    when_step: int | None
+
+    def describe(self) -> str:
+        what = f"pod {self.pod}" if self.pod else "the pod that received the flight (from logs)"
+        if self.flight is not None:
+            owner = " (its owner now)" if self.pod and self.pod == self.flight.owner else ""
+            what += f"{owner} holding flight {self.flight.flight_id}, {self.flight.describe()}"
+            if self.when_step is not None:
+                what += f", once it is inside step {self.when_step}"
+        return f"delete {what} in namespace {self.namespace} of env {self.env}"
+
+
+def plan_kill(
+    platform: Platform, opts: KillPodOptions, get_flight: FlightGetter | None = None
+) -> KillPlan:
+    """Check the options and find the pod (as far as it is known before any waiting)."""
+    env = platform.env
+    check_namespace(opts.namespace, env.namespace)
+    if not opts.flight_id and not opts.pod:
+        raise UsageError("give --flight ID or --pod NAME")
+    if opts.when_step is not None and not opts.flight_id:
+        raise UsageError("--when-step needs --flight")
+    pod = split_pod_arg(opts.pod, env.namespace) if opts.pod else None
+    view = None
+    if opts.flight_id:
+        if get_flight is None:
+            raise UsageError("--flight needs the Stairway database")
+        view = get_flight(opts.flight_id)
+        if view.terminal:
+            raise Refused(
+                f"flight {opts.flight_id} already finished ({view.status}); nothing to kill"
+            )
+        pod = pod or view.owner
+    return KillPlan(env.name, env.namespace, pod, view, opts.when_step)
+
+
+@contextlib.contextmanager
+def flight_getter(
+    platform: Platform, c: Any, reporter: Reporter, needed: bool
+) -> Iterator[FlightGetter | None]:
+    """Read flights from the env's Stairway database (through the proxy on GKE) while open."""
+    if not needed:
+        yield None
+        return
+    with platform.db(c, reporter) as target:
+        reader = FlightReader(target.sqlalchemy_url())
+        try:
+            yield reader.get
+        finally:
+            reader.close()
+
 
 @dataclass(frozen=True)
 class TimelineEntry:
@@ -62,7 +189,7 @@ class TimelineEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": rfc3339(self.at),
             "kind": self.kind,
             "detail": self.detail,
             "source": self.source,
@@ -95,6 +222,7 @@ class KillPodResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "schema": SCHEMA,
             "env": self.env,
             "namespace": self.namespace,
             "pod": self.pod,
@@ -104,7 +232,7 @@ class KillPodResult:
             "outcome": self.outcome,
             "verdict": self.verdict,
             "final": self.final.to_json() if self.final else None,
-            "started": self.started.isoformat(),
+            "started": rfc3339(self.started),
             "timeline": [e.to_json() for e in self.timeline],
             "engine_events": list(self.engine_events),
         }
@@ -112,10 +240,6 @@ class KillPodResult:
     def lines(self) -> list[str]:
         out = [e.line(self.started) for e in self.timeline]
         return out
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class _Timeline:
@@ -196,23 +320,12 @@ def kill_pod(
     rep = reporter or silent()
     env = platform.env
     ns = env.namespace
-    check_namespace(opts.namespace, ns)
-    if not opts.flight_id and not opts.pod:
-        raise UsageError("give --flight ID or --pod NAME")
-    if opts.when_step is not None and not opts.flight_id:
-        raise UsageError("--when-step needs --flight")
+    plan = plan_kill(platform, opts, get_flight)
     pod_name = split_pod_arg(opts.pod, ns) if opts.pod else None
     kube = platform.kube()
-    view: FlightView | None = None
+    view = plan.flight
 
-    if opts.flight_id:
-        if get_flight is None:
-            raise UsageError("--flight needs the Stairway database")
-        view = get_flight(opts.flight_id)
-        if view.terminal:
-            raise Refused(
-                f"flight {opts.flight_id} already finished ({view.status}); nothing to kill"
-            )
+    if opts.flight_id and view is not None and get_flight is not None:
         if opts.when_step is not None:
             view = wait_for_step(
                 get_flight, opts.flight_id, opts.when_step, opts.timeout, opts.poll, rep

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from urllib3.exceptions import HTTPError, ProtocolError
+
 from opskit.errors import NotFound, OpsTimeout, Refused, Unavailable
 from opskit.events import Reporter, silent
+from repairtool.clock import rfc3339, utcnow
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,6 @@ class DeploymentStatus:
         )
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def check_namespace(requested: str | None, allowed: str) -> None:
     """Refuse any namespace other than the env's."""
     if requested and requested != allowed:
@@ -152,6 +151,7 @@ class Kube:
         context: str | None = None,
         pod_filter: str = "",
     ) -> None:
+        # lazy: the kubernetes client takes ~0.3 s to import; only a cluster call needs it
         from kubernetes import client, config
 
         self.namespace = namespace
@@ -176,8 +176,7 @@ class Kube:
     # -- errors ---------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        from kubernetes.client.exceptions import ApiException  # lazy: see __init__
 
         try:
             return fn()
@@ -238,7 +237,7 @@ class Kube:
 
         A dropped watch is re-established (from the last resource version) until the deadline.
         """
-        from kubernetes import watch
+        from kubernetes import watch  # lazy: see __init__
 
         deadline = time.monotonic() + timeout_seconds
         rv = resource_version
@@ -293,7 +292,7 @@ class Kube:
 
     def restart_deployment(self, name: str) -> None:
         """``kubectl rollout restart``: stamp the pod template, so a new ReplicaSet rolls out."""
-        stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = rfc3339(utcnow(), "seconds")
         body = {
             "spec": {
                 "template": {
@@ -356,8 +355,7 @@ _EXPIRED = object()
 
 def _guarded(kube: Kube, stream: Iterator[Any]) -> Iterator[Any]:
     """Map transport errors raised while iterating a watch to one-line errors."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError, ProtocolError
+    from kubernetes.client.exceptions import ApiException  # lazy: see Kube.__init__
 
     try:
         yield from stream

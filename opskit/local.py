@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,30 +31,33 @@ from opskit.dbproxy import DbTarget
 from opskit.envs import Env, SecretRef, load_env_file
 from opskit.errors import OpsError, Unavailable, UsageError
 from opskit.events import Reporter
+from opskit.journey import run_journeys
 from opskit.platform import KubePlatform, RolloutResult
+from opskit.render import render
 from opskit.testrunner import TestRunSummary
+from opskit.tools import python_command
+from repairtool.localpg import LocalPostgres
+from sandbox import lifecycle
+from sandbox.config import SandboxConfig
+from sandbox.lifecycle import SandboxError, SandboxHandle, SandboxStatus
 
 STAIRWAY_DB = "stairway"
 
 
-def sandbox_state_dir(env: Env) -> Path:
-    """Where the sandbox of a local env lives: ``<state>/sandbox`` (the sandbox's default)."""
-    return paths.state_dir().absolute() / "sandbox"
+def require_local(env: Env) -> Env:
+    """``env`` when it is a local environment (the sandbox is for those only)."""
+    if env.kind != "local":
+        raise UsageError(f"env {env.name!r} is {env.kind}: the sandbox is for local environments")
+    return env
 
 
-def sandbox_config(env: Env) -> Any:
-    """The :class:`sandbox.SandboxConfig` for ``env`` (rendered from templates/sandbox.json.j2)."""
-    from opskit.render import render
-    from sandbox.config import SandboxConfig
-
-    data = json.loads(render(env, "sandbox.json.j2"))
-    return SandboxConfig.from_json(data)
+def sandbox_config(env: Env) -> SandboxConfig:
+    """The sandbox's settings for ``env`` (rendered from templates/sandbox.json.j2)."""
+    return SandboxConfig.from_json(json.loads(render(env, "sandbox.json.j2")))
 
 
 def prepare_command(env: Env) -> str:
     """What ``setup.yml`` runs for a local env."""
-    from opskit.envsetup import python_command
-
     return python_command("-m", "opskit.local", "prepare", "--env-file", str(env.path))
 
 
@@ -62,54 +66,10 @@ def prepare(env: Env) -> list[str]:
 
     Returns what changed (empty on a re-run). A server that was not running is stopped again.
     """
-    from sqlalchemy import create_engine, text
-
-    from repairtool.localpg import LocalPostgres
-    from sandbox.lifecycle import STAIRWAY_DB as SDB
-    from sandbox.lifecycle import WSM_DB, _start_postgres
-    from sandbox.pubsub_emulator import find_launcher
-
-    cfg = sandbox_config(env)
-    if cfg.queue == "emulator" and find_launcher() is None:
-        raise Unavailable("sandbox.queue is 'emulator' but the Pub/Sub emulator is not installed")
-    sd = cfg.resolved_state_dir
-    sd.mkdir(parents=True, exist_ok=True)
-    local = LocalPostgres(sd)
-    before = local.status()
-    changes: list[str] = []
-    if not before.initialized:
-        changes.append(f"initialized Postgres in {sd}")
-    server = local.start()
     try:
-        admin = create_engine(server.url("postgres", tcp=False), isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                dbs = {str(r[0]) for r in conn.execute(text("SELECT datname FROM pg_database"))}
-        finally:
-            admin.dispose()
-        had_schema = False
-        if SDB in dbs:
-            eng = create_engine(server.url(SDB, tcp=False))
-            try:
-                with eng.connect() as conn:
-                    had_schema = bool(
-                        conn.execute(text("SELECT to_regclass('flight') IS NOT NULL")).scalar()
-                    )
-            finally:
-                eng.dispose()
-        _start_postgres(sd, False, cfg.engine_version)
-        changes += [f"created database {n}" for n in (SDB, WSM_DB) if n not in dbs]
-        if not had_schema:
-            changes.append(f"created the Stairway {cfg.engine_version} schema")
-    finally:
-        if not before.running:
-            local.stop()
-    config_file = sd / "config.json"
-    text_now = cfg.dumps()
-    if not config_file.exists() or config_file.read_text() != text_now:
-        config_file.write_text(text_now)
-        changes.append(f"wrote {config_file}")
-    return changes
+        return lifecycle.prepare(sandbox_config(env))
+    except SandboxError as exc:
+        raise Unavailable(str(exc).splitlines()[0]) from None
 
 
 class LocalPlatform(KubePlatform):
@@ -117,17 +77,15 @@ class LocalPlatform(KubePlatform):
 
     def __init__(self, env: Env) -> None:
         super().__init__(env)
-        self.state_dir = sandbox_state_dir(env)
-        self._h: Any = None
+        self.state_dir = paths.sandbox_state_dir()
+        self._h: SandboxHandle | None = None
 
     # -- the running sandbox --------------------------------------------------------------
 
-    def handle(self) -> Any:
+    def handle(self) -> SandboxHandle:
         """The running sandbox's handle; :class:`Unavailable` when it is not running."""
         if self._h is None:
-            from sandbox.lifecycle import SandboxError, SandboxHandle, status
-
-            st = status(self.state_dir)
+            st = lifecycle.status(self.state_dir)
             if not st.running:
                 raise Unavailable(
                     f"the sandbox is not running in {self.state_dir}: `inv sandbox.up` first"
@@ -160,12 +118,17 @@ class LocalPlatform(KubePlatform):
     def build(self, c: Any, reporter: Reporter) -> None:
         reporter.emit("build.skip", "local: nothing to build (the sandbox runs this checkout)")
 
-    def rollout(self, c: Any, reporter: Reporter, timeout_seconds: float) -> RolloutResult:
+    def rollout(
+        self, c: Any, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
+    ) -> RolloutResult:
         """Restart the sandbox deployment and watch it roll, pod by pod."""
-        import time
-
         kube = self.kube()
         name = self.env.service.deployment
+        if dry:
+            replicas = kube.deployment_status(name).replicas
+            return RolloutResult(
+                0.0, replicas, dry_run=f"restart deployment/{name} ({replicas} pods) and watch it"
+            )
         before = kube.deployment_status(name)
         reporter.emit("deploy.start", f"rollout restart of deployment/{name} in the sandbox")
         t0 = time.monotonic()
@@ -183,8 +146,6 @@ class LocalPlatform(KubePlatform):
     # -- database -------------------------------------------------------------------------
 
     def _target(self) -> DbTarget:
-        from repairtool.localpg import LocalPostgres
-
         h = self.handle()
         pw_file = LocalPostgres(self.state_dir).home / "password"
         return DbTarget(
@@ -212,8 +173,6 @@ class LocalPlatform(KubePlatform):
     # -- the user journey -----------------------------------------------------------------
 
     def run_test(self, c: Any, suite: str, reporter: Reporter, run_dir: Path) -> TestRunSummary:
-        from opskit.journey import run_journeys
-
         if suite not in ("kill-pod", f"kill-pod-{self.env.name}", "WorkspaceLifecycle"):
             raise UsageError(f"local run-test knows the kill-pod suite only, not {suite!r}")
         h = self.handle()
@@ -224,33 +183,24 @@ class LocalPlatform(KubePlatform):
 # -- sandbox lifecycle (inv sandbox.up|down|status) ---------------------------------------------
 
 
-def up(env: Env, *, fresh: bool = False) -> Any:
-    from sandbox.lifecycle import SandboxError
-    from sandbox.lifecycle import up as sandbox_up
-
+def up(env: Env, *, fresh: bool = False) -> SandboxHandle:
     try:
-        return sandbox_up(sandbox_config(env), fresh=fresh)
+        return lifecycle.up(sandbox_config(env), fresh=fresh)
     except SandboxError as exc:
         raise Unavailable(f"sandbox did not start: {str(exc).splitlines()[0]}") from None
 
 
 def down(env: Env) -> bool:
-    from sandbox.lifecycle import down as sandbox_down
-
-    return bool(sandbox_down(sandbox_state_dir(env)))
+    return bool(lifecycle.down(paths.sandbox_state_dir()))
 
 
 def destroy(env: Env) -> None:
     """Stop the sandbox and delete its files (Postgres data included, wherever it lives)."""
-    from sandbox.lifecycle import destroy as sandbox_destroy
-
-    sandbox_destroy(sandbox_state_dir(env))
+    lifecycle.destroy(paths.sandbox_state_dir())
 
 
-def status(env: Env) -> Any:
-    from sandbox.lifecycle import status as sandbox_status
-
-    return sandbox_status(sandbox_state_dir(env))
+def status(env: Env) -> SandboxStatus:
+    return lifecycle.status(paths.sandbox_state_dir())
 
 
 def main(argv: list[str] | None = None) -> int:

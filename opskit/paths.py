@@ -25,6 +25,11 @@ def state_dir() -> Path:
     return Path(os.environ.get("STAIRWAY_OPS_STATE_DIR") or PROJECT_ROOT / ".stairway-ops")
 
 
+def sandbox_state_dir() -> Path:
+    """Where the sandbox of a local env lives: ``<state>/sandbox`` (the sandbox's default)."""
+    return state_dir().absolute() / "sandbox"
+
+
 def artifacts_dir() -> Path:
     return Path(os.environ.get("STAIRWAY_OPS_ARTIFACTS_DIR") or PROJECT_ROOT / "artifacts")
 

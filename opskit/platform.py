@@ -43,9 +43,13 @@ class RolloutResult:
     seconds: float
     replicas: int
     warnings: tuple[str, ...] = ()
+    #: ``inv --dry``: what would roll (nothing did)
+    dry_run: str = ""
 
     @property
     def message(self) -> str:
+        if self.dry_run:
+            return f"dry run: {self.dry_run}; nothing was changed"
         return f"Deployments stabilized in {humanize_seconds(self.seconds)}"
 
 
@@ -68,7 +72,9 @@ class Platform(Protocol):
 
     def build(self, c: Any, reporter: Reporter) -> None: ...
 
-    def rollout(self, c: Any, reporter: Reporter, timeout_seconds: float) -> RolloutResult: ...
+    def rollout(
+        self, c: Any, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
+    ) -> RolloutResult: ...
 
     def log_scope(self) -> LogScope: ...
 
@@ -197,16 +203,23 @@ class GkePlatform(KubePlatform):
             code = getattr(result, "exited", "?")
             raise CommandFailed(f"skaffold build failed (exit {code})")
 
-    def rollout(self, c: Any, reporter: Reporter, timeout_seconds: float) -> RolloutResult:
+    def rollout(
+        self, c: Any, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
+    ) -> RolloutResult:
         """``skaffold run --status-check=false`` in ``local-dev``, then watch the rollout.
 
         Skaffold's own status check is switched off so that exactly one waiter measures the
         rollout — ours, through the Kubernetes API, printing what skaffold would print.
+        ``dry``: Invoke echoes the skaffold command instead of running it; nothing is watched.
         """
         self._require_checkout(self.local_dev, f"run `inv setup --env {self.env.name}` first")
         reporter.emit("deploy.start", f"skaffold run in {self.local_dev}")
         with c.cd(str(self.local_dev)):
-            result = c.run("skaffold run --status-check=false", warn=True, pty=False)
+            result = c.run("skaffold run --status-check=false", warn=True, pty=False, dry=dry)
+        if dry:
+            return RolloutResult(
+                0.0, 0, dry_run=f"skaffold run in {self.local_dev}, then watch the rollout"
+            )
         if result is None or result.failed:
             code = getattr(result, "exited", "?")
             raise CommandFailed(f"skaffold run failed (exit {code})")
@@ -284,15 +297,6 @@ def suite_file_name(env: Env, suite: str) -> str:
     if env.testrunner is not None and env.testrunner.suite in (suite, f"{suite}-{env.name}"):
         return env.testrunner.suite
     return f"{suite}-{env.name}" if not suite.endswith(f"-{env.name}") else suite
-
-
-def platform_for(env: Env) -> Platform:
-    """The platform implementation for the env's kind."""
-    if env.kind == "gke":
-        return GkePlatform(env)
-    from opskit.local import LocalPlatform
-
-    return LocalPlatform(env)
 
 
 def require_success(summary: testrunner.TestRunSummary) -> None:

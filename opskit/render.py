@@ -72,10 +72,8 @@ def normalized(env: Env) -> dict[str, Any]:
     if env.delay_hook is not None:
         data["delay_hook"]["seconds"] = env.delay_hook.duration.total_seconds()
     if env.kind == "local":
-        from opskit.local import sandbox_state_dir
-
-        data["sandbox_state_dir"] = str(sandbox_state_dir(env))
-        data["kubeconfig"] = str(sandbox_state_dir(env) / "kubeconfig")
+        data["sandbox_state_dir"] = str(paths.sandbox_state_dir())
+        data["kubeconfig"] = str(paths.sandbox_state_dir() / "kubeconfig")
     return data
 
 

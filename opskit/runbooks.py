@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from opskit.journal import (
     load,
     parse_time,
 )
+from repairtool.clock import rfc3339
 
 TEMPLATES_DIR = paths.TEMPLATES_DIR / "runbooks"
 
@@ -53,7 +55,7 @@ TEMPLATES_DIR = paths.TEMPLATES_DIR / "runbooks"
 class RunbookError(OpsError):
     """A template asked for something no journal holds (a command, a SQL query)."""
 
-    exit_code = ExitCode.FAILED
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)
@@ -320,14 +322,13 @@ def pretty_json(value: Any) -> str:
 
 
 def when(value: str) -> str:
-    """``2026-11-29T01:30:00.123Z`` → ``2026-11-29 01:30:00 UTC`` (text only, no clock)."""
-    return parse_time(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """``2026-11-29T01:30:00.123Z`` → ``2026-11-29T01:30:00Z`` (RFC 3339, whole seconds)."""
+    return rfc3339(parse_time(value), "seconds")
 
 
 def clock(value: str) -> str:
-    """``…T01:30:00.123Z`` → ``01:30:00.123``."""
-    t = parse_time(value)
-    return t.strftime("%H:%M:%S") + f".{t.microsecond // 1000:03d}"
+    """``…T01:30:00.123Z`` → ``01:30:00.123Z`` (RFC 3339 full-time: the diagrams' clock)."""
+    return rfc3339(parse_time(value)).partition("T")[2]
 
 
 def seconds(value: float) -> str:
@@ -393,7 +394,7 @@ def mermaid(attempt: Attempt) -> str:
     lines += [f"    participant {alias[n]} as {_pod_label(n)}" for n in pods]
     lines.append("    participant DB as Stairway database")
     for e in attempt.timeline:
-        text = mermaid_text(f"{clock(e.at)} {e.event}: {e.detail}")
+        text = mermaid_text(f"{clock(e.at)} {e.event}: {e.detail}", limit=91)  # +1: the Z
         target = alias.get(e.pod or "")
         if e.source == "tool":
             lines.append(f"    Op->>{target}: {text}" if target else f"    Note over Op: {text}")
@@ -410,8 +411,7 @@ def log_lines(excerpts: Iterable[LogExcerpt]) -> list[str]:
     """Log excerpts in the 2021 layout: a time/severity/pod line, then the quoted message."""
     out: list[str] = []
     for x in excerpts:
-        t = parse_time(x.at)
-        out.append(f"{t:%Y-%m-%d} {clock(x.at)} UTC {x.severity} {x.pod}")
+        out.append(f"{rfc3339(parse_time(x.at))} {x.severity} {x.pod}")
         out.append(f'"{x.message}"')
     return out
 
@@ -687,6 +687,43 @@ def journal_paths(inputs: Iterable[Path]) -> list[Path]:
     return out
 
 
+def load_journals(sources: Sequence[Path]) -> list[Journal]:
+    """The journals in ``sources`` (files or directories); none found is a :class:`RunbookError`."""
+    missing = [str(p) for p in sources if not p.exists()]
+    files = journal_paths(p for p in sources if p.exists())
+    if missing or not files:
+        raise RunbookError(
+            f"no journals in {', '.join(missing or map(str, sources))}"
+            " (`inv experiment NAME` writes one)"
+        )
+    return [load(p) for p in files]
+
+
+@dataclass(frozen=True)
+class Published:
+    """A verified run's journal kept next to the runbooks, and the runbooks rendered again."""
+
+    kept: Path
+    written: tuple[Path, ...]
+    out_dir: Path
+
+
+def publish(journal_file: Path, journal: Journal, out_dir: Path | None = None) -> Published:
+    """After a verified experiment: keep its journal as ``<out>/journals/<name>-<env>.json``
+    and re-render every runbook of ``out_dir`` (default ``runbooks/``) from the journals there.
+
+    Runbooks quote verified runs only: a journal that deviated is refused.
+    """
+    if journal.deviated:
+        raise RunbookError(f"{journal_file}: the run deviated; runbooks quote verified runs only")
+    out = out_dir or paths.PROJECT_ROOT / "runbooks"
+    kept = out / "journals" / f"{journal.experiment.name}-{journal.env.name}.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(journal_file, kept)
+    journals = [load(p) for p in journal_paths([kept.parent])]
+    return Published(kept, tuple(render_runbooks(journals, out)), out)
+
+
 def check(journals: Sequence[Journal], out_dir: Path) -> list[str]:
     """Files in ``out_dir`` that differ from what the journals render (missing counts)."""
     rendered, _ = render_all(journals)
@@ -727,7 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stale = check(journals, args.out)
             for name in stale:
                 print(f"stale: {name}", file=sys.stderr)
-            return int(ExitCode.FAILED) if stale else 0
+            return int(ExitCode.FINDINGS) if stale else 0
         for path in render_runbooks(journals, args.out):
             print(path)
     except (JournalError, RunbookError) as error:

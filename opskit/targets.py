@@ -11,25 +11,17 @@ import os
 from urllib.parse import quote
 
 from opskit.envs import load_env
-from opskit.errors import OpsError
+from opskit.local import LocalPlatform
 from repairtool.errors import UsageError
 from repairtool.stairway.db import parse_url
 from repairtool.target import Target
 
 
 def resolve(name: str) -> Target:
-    try:
-        env = load_env(name)
-    except OpsError as error:
-        raise UsageError(str(error)) from None
+    env = load_env(name)  # an OpsError is a RepairToolError: its own code (NOT_FOUND, USAGE)
     if env.kind == "local":
-        from opskit.local import LocalPlatform
-
         platform = LocalPlatform(env)
-        try:
-            handle = platform.handle()
-        except OpsError as error:
-            raise UsageError(f"--env {name}: {error}") from None
+        handle = platform.handle()  # Unavailable (PLATFORM_UNREACHABLE) when not running
         url = handle.stairway_tcp_url().render_as_string(hide_password=False)
         return Target(
             name=name,

@@ -9,6 +9,7 @@ names kept as attribute names in snake_case.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -17,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opskit.errors import OperationFailed
+from opskit.errors import CommandFailed, UsageError
 
 SUMMARY_FILE = "SUMMARY_testRun.json"
+RAW_FILE = "RAWDATA_userJourneyResults.json"
+#: the ``inv run-test --json-out`` document
+DOCUMENT_SCHEMA = "stairway-ops.run-test/1"
 _SAFE = re.compile(r"^[\w./~-]+$")
 
 
@@ -55,6 +59,37 @@ class TestScriptResultSummary:
 
 
 @dataclass(frozen=True)
+class JourneyResult:
+    """One user journey (TestRunner's ``userJourneyResults`` entry, field names snake_case)."""
+
+    description: str
+    thread: str
+    completed: bool
+    elapsed_ns: int
+    exception: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "userJourneyDescription": self.description,
+            "threadName": self.thread,
+            "completed": self.completed,
+            "elapsedTimeNS": self.elapsed_ns,
+            "exceptionThrown": self.exception,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JourneyResult:
+        exc = data.get("exceptionThrown")
+        return cls(
+            description=str(data["userJourneyDescription"]),
+            thread=str(data["threadName"]),
+            completed=bool(data["completed"]),
+            elapsed_ns=int(data["elapsedTimeNS"]),
+            exception=None if exc is None else str(exc),
+        )
+
+
+@dataclass(frozen=True)
 class TestRunSummary:
     """``SUMMARY_testRun.json``: times are epoch ms (-1 when unset)."""
 
@@ -67,6 +102,8 @@ class TestRunSummary:
     end_time: int
     test_script_result_summaries: tuple[TestScriptResultSummary, ...]
     source: str = ""
+    #: the journeys behind the summary (``RAWDATA_userJourneyResults.json``), when known
+    journeys: tuple[JourneyResult, ...] = ()
 
     @property
     def is_failure(self) -> bool:
@@ -125,6 +162,27 @@ class TestRunSummary:
         }
 
 
+def run_test_document(summary: TestRunSummary) -> dict[str, Any]:
+    """``inv run-test --json-out``: the summary (TestRunner's fields) and its journeys."""
+    return {
+        "schema": DOCUMENT_SCHEMA,
+        "is_failure": summary.is_failure,
+        "summary": summary.to_json(),
+        "journeys": [j.to_json() for j in summary.journeys],
+    }
+
+
+def read_raw_results(path: Path) -> tuple[JourneyResult, ...]:
+    """The journeys of a ``RAWDATA_userJourneyResults.json`` (empty when absent or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+        return tuple(
+            JourneyResult.from_json(r) for script in data for r in script["userJourneyResults"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
 def _from_ms(ms: int) -> dt.datetime | None:
     return None if ms < 0 else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
@@ -168,11 +226,12 @@ def summary_from_json(data: Mapping[str, Any], source: str = "") -> TestRunSumma
 def parse_summary(path: Path) -> TestRunSummary:
     """Read one ``SUMMARY_testRun.json``; a wrong shape is a one-line :class:`OperationFailed`."""
     try:
-        return summary_from_json(json.loads(path.read_text()), source=str(path))
+        summary = summary_from_json(json.loads(path.read_text()), source=str(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OperationFailed(
+        raise CommandFailed(
             f"{path}: not a TestRunner summary ({type(exc).__name__}: {exc})"
         ) from None
+    return dataclasses.replace(summary, journeys=read_raw_results(path.parent / RAW_FILE))
 
 
 def find_summaries(output_dir: Path, since: float | None = None) -> list[Path]:
@@ -187,5 +246,5 @@ def run_test_command(suite: str, output_dir: str) -> str:
     """The exact command line: ``./gradlew runTest --args="suites/<suite>.json <outputDir>"``."""
     for value in (suite, output_dir):
         if not _SAFE.match(value):
-            raise OperationFailed(f"unsafe TestRunner argument {value!r}")
+            raise UsageError(f"unsafe TestRunner argument {value!r}")
     return f'./gradlew runTest --args="suites/{suite}.json {output_dir}"'

@@ -8,7 +8,9 @@ GKE environments drive the same tools the 2021 team used by hand: ``gcloud`` (cr
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -108,3 +110,8 @@ def preflight(
             " (install hints above); nothing was changed"
         )
     return statuses
+
+
+def python_command(*args: str) -> str:
+    """``<this python> args...`` quoted for the playbook's ``command`` module."""
+    return " ".join(shlex.quote(a) for a in (sys.executable, *args))

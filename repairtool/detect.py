@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from repairtool.clock import rfc3339
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.audit import last_changes
@@ -127,7 +128,7 @@ def _db_now(conn: Connection) -> dt.datetime:
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat(sep=" ", timespec="seconds") if t else None
+    return rfc3339(t, "seconds") if t else None
 
 
 def _age(now: dt.datetime, since: dt.datetime) -> str:

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from repairtool.errors import RepairToolError, UsageError
+from repairtool.errors import PlatformUnreachable, UsageError
 
 
 class Confidence(enum.StrEnum):
@@ -62,8 +62,8 @@ def from_registry() -> Liveness:
     )
 
 
-class KubeUnavailable(RepairToolError):
-    exit_code = 4
+class KubeUnavailable(PlatformUnreachable):
+    """The Kubernetes API did not answer the pod list."""
 
 
 def from_kube(

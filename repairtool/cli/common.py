@@ -1,28 +1,41 @@
-"""Shared CLI plumbing: database arguments, output helpers, confirmation. Imports stay light."""
+"""Shared CLI plumbing: database arguments, the output formats, the help layout. Imports stay
+light: the database layer (SQLAlchemy, psycopg) is imported only when a command runs, so that
+``repairtool --help`` and shell completion stay fast."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repairtool.errors import RefusedError
+from repairtool.durations import InvalidDuration, format_duration, parse_duration
+from repairtool.errors import UsageError
+from repairtool.exitcodes import help_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from repairtool.target import Target
 
-EXIT_CODES_HELP = """exit codes:
-  0  nothing found / all done        4  database unreachable
-  1  findings left (dry run, or      5  database refused the login
-     some repairs skipped)           6  not a Stairway database
-  2  usage or bad input              7  local Postgres failed to start
-  3  refused by a safety rule
-"""
+EXIT_CODES_HELP = help_text()
+OUTPUTS = ("table", "wide", "json", "markdown")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default shown (unless it has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        quiet: tuple[object, ...] = (None, False, [], argparse.SUPPRESS)
+        if "default" in text or default in quiet or not action.option_strings:
+            return text
+        shown = format_duration(default) if isinstance(default, dt.timedelta) else default
+        return f"{text} (default: {shown})"
 
 
 def add_db_args(p: argparse.ArgumentParser) -> None:
@@ -54,18 +67,36 @@ def add_db_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def duration(text: str) -> Any:
-    """argparse type for `90s`, `10m`, `2h`, `3d` (a bad value is a one-line usage error)."""
-    from repairtool.durations import parse_duration
-    from repairtool.errors import UsageError
+def add_output_args(p: argparse.ArgumentParser, wide: str = "more columns") -> None:
+    """``-o table|wide|json|markdown`` and ``--json`` (= ``-o json``), as kubectl and temporal."""
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        default="table",
+        help=f"table; wide ({wide}); json (one versioned document); markdown (ready to paste"
+        " into an incident channel)",
+    )
+    g.add_argument(
+        "--json", dest="output", action="store_const", const="json", help="same as -o json"
+    )
 
+
+def add_yes_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask y/N (scripts, CI)")
+
+
+def duration(text: str) -> Any:
+    """argparse type for the one duration grammar (`90s`, `10m`, `1h30m`, `3d`)."""
     try:
         return parse_duration(text)
-    except UsageError as error:
+    except InvalidDuration as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def state_dir_of(args: argparse.Namespace) -> Path:
+    # lazy: localpg pulls in the Postgres tooling; only commands that run need it
     from repairtool.localpg import default_state_dir
 
     return Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
@@ -77,11 +108,10 @@ def target_of(args: argparse.Namespace) -> Target | None:
         return None
     cached: Target | None = getattr(args, "_target", None)
     if cached is None:
+        # lazy: resolving an env loads the ops layer through an entry point
         from repairtool.target import resolve
 
         if args.db:
-            from repairtool.errors import UsageError
-
             raise UsageError("give either --db or --env, not both")
         cached = resolve(args.env)
         args._target = cached
@@ -89,6 +119,7 @@ def target_of(args: argparse.Namespace) -> Target | None:
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
+    # lazy: SQLAlchemy and psycopg take ~0.3 s to import; --help must not wait for them
     from repairtool.stairway.db import make_engine, resolve_settings
 
     target = target_of(args)
@@ -119,22 +150,69 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
-def confirm(question: str, *, yes: bool) -> None:
-    """Ask y/N on a terminal. `--yes` skips the question; no terminal and no --yes refuses."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise RefusedError(
-            "refusing to change flights without a terminal to confirm on; re-run with --yes"
-        )
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline().strip().lower()
-    if answer not in ("y", "yes"):
-        raise RefusedError("not confirmed; nothing was changed")
+def md_cell(value: Any) -> str:
+    """One Markdown table cell: one line, ``|`` escaped, empty shown as ``-``."""
+    text = "-" if value is None or value == "" else str(value)
+    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").split())
 
 
-def require_reason(reason: str | None) -> str:
-    if not reason or not reason.strip():
-        raise RefusedError("changing flights requires --reason TEXT (it goes into the audit trail)")
-    return reason.strip()
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+class View:
+    """What a read command shows, in every output format of ``-o``.
+
+    ``columns``/``rows`` are the table; ``wide_columns``/``wide_rows`` the wide one (default:
+    the same); ``before``/``after`` the lines around it in the table formats; ``title`` heads
+    the Markdown; ``doc`` is the versioned JSON document.
+    """
+
+    # a plain class: dataclasses would import inspect and ast on every `repairtool --help`
+    def __init__(
+        self,
+        doc: dict[str, Any],
+        columns: Sequence[str] = (),
+        rows: Sequence[Sequence[Any]] = (),
+        wide_columns: Sequence[str] | None = None,
+        wide_rows: Sequence[Sequence[Any]] | None = None,
+        title: str = "",
+        before: list[str] | None = None,
+        after: list[str] | None = None,
+        empty: str = "",
+    ) -> None:
+        self.doc = doc
+        self.columns = columns
+        self.rows = rows
+        self.wide_columns = wide_columns
+        self.wide_rows = wide_rows
+        self.title = title
+        self.before = list(before or ())
+        self.after = list(after or ())
+        self.empty = empty
+
+    def render(self, output: str) -> str:
+        if output == "json":
+            return json.dumps(self.doc, indent=2, default=str, ensure_ascii=False)
+        wide = output in ("wide", "markdown") and self.wide_rows is not None
+        columns = self.wide_columns if wide and self.wide_columns else self.columns
+        rows = self.wide_rows if wide and self.wide_rows is not None else self.rows
+        if output == "markdown":
+            parts = [f"**{self.title}**"] if self.title else []
+            parts += [f"* {line.strip()}" for line in self.before if line.strip()]
+            parts.append(md_table(columns, rows) if rows else self.empty or "(nothing)")
+            parts += [f"* {line.strip()}" for line in self.after if line.strip()]
+            return "\n\n".join(p for p in parts if p)
+        lines = list(self.before)
+        if rows:
+            lines.append(table(columns, rows))
+        elif self.empty:
+            lines.append(self.empty)
+        return "\n".join([*lines, *self.after])
+
+
+def show(args: argparse.Namespace, view: View) -> None:
+    """Print ``view`` in the format of ``-o``."""
+    sys.stdout.write(view.render(getattr(args, "output", "table")).rstrip("\n") + "\n")

@@ -16,17 +16,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from repairtool.cli.common import (
+    HelpFormatter,
+    View,
     add_db_args,
-    confirm,
+    add_output_args,
+    add_yes_arg,
     open_engine,
-    print_json,
-    require_reason,
-    table,
+    show,
 )
 from repairtool.cli.orphans import add_decode_args, catalog_of, reader_of
 from repairtool.errors import EXIT_FINDINGS
+from repairtool.guards import confirm, require_reason
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "decode",
         help="find FlightMap values the service cannot read back (decode failures)",
         description=__doc__,
+        formatter_class=HelpFormatter,
     )
     add_db_args(p)
     add_decode_args(p)
@@ -45,7 +49,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="every flight (default: the non-terminal ones the engine may rebuild)",
     )
-    p.add_argument("--json", action="store_true")
     p.add_argument("--fix", action="store_true", help="apply the plan (default: dry run)")
     p.add_argument(
         "--action",
@@ -53,7 +56,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="override the proposed action (reencode: rewrite the inputs for the reader)",
     )
     p.add_argument("--reason", help="why (required with --fix)")
-    p.add_argument("--yes", action="store_true")
+    add_yes_arg(p)
+    add_output_args(p, wide="every column of each failure")
     p.set_defaults(func=cmd_decode)
 
     c = sub.add_parser("catalog", help="draft a type catalog from a database, or show one")
@@ -62,15 +66,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db_args(d)
     d.add_argument("--class", dest="class_name", help="only this flight class (* wildcard)")
     d.add_argument("--limit", type=int, default=2000, help="flights to sample (newest first)")
-    d.add_argument("-o", "--output", type=Path, help="write here (default: stdout)")
+    d.add_argument("--out", type=Path, metavar="FILE", help="write here (default: stdout)")
     d.set_defaults(func=cmd_draft)
     s = acts.add_parser("show", help="print the built-in workspace-manager catalog")
     s.set_defaults(func=cmd_show)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    # lazy: scanning and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
     from repairtool.decodescan import scan
-    from repairtool.detect import Action
+    from repairtool.detect import Action, Detection
+    from repairtool.liveness import from_registry
     from repairtool.repair import apply_plan, build_plan, read_inputs
     from repairtool.stairway.audit import Actor
 
@@ -79,9 +85,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
     reader, reader_source = reader_of(args, engine)
     catalog = catalog_of(args)
     result = scan(engine, catalog, reader, flight_ids=tuple(args.flight), all_flights=args.all)
-    from repairtool.detect import Detection
-    from repairtool.liveness import from_registry
-
     detection = Detection(result.findings, from_registry(), None, result.flights, ())
     action = Action(args.action) if args.action else None
     needs_inputs = [f.flight_id for f in result.findings if f.flight_id]
@@ -102,51 +105,50 @@ def cmd_decode(args: argparse.Namespace) -> int:
             yes=args.yes,
         )
         outcomes = apply_plan(engine, plan, actor=Actor(reason=reason))
-    if args.json:
-        doc = {
-            "schema": "repairtool.decode/1",
-            "reader": reader.value,
-            "flights": result.flights,
-            "values": result.values,
-            "findings": [f.to_json() for f in result.findings],
-            "plan": [c.to_json() for c in plan.changes],
-            "refused": [r.to_json() for r in plan.refused],
-        }
-        if outcomes is not None:
-            doc["applied"] = [a.to_json() for a in outcomes.applied]
-            doc["skipped"] = [a.to_json() for a in outcomes.skipped]
-        print_json(doc)
-    else:
-        print(
-            f"Reader: {reader.label} ({reader_source}); checked {result.values} values of"
-            f" {result.flights} flights; {len(result.findings)} flights fail to decode"
-        )
-        rows = []
-        for f in result.findings:
-            for x in f.evidence["decode_failures"]:
-                rows.append(
-                    [
-                        f.flight_id,
-                        f.status,
-                        x["source"],
-                        x["key"],
-                        x["expected"],
-                        x["found"],
-                        "yes" if x["reencodable"] else "no",
-                    ]
-                )
-        if rows:
-            print(
-                table(["Flight", "Status", "Map", "Key", "Expected", "Found", "Reencodable"], rows)
-            )
-        for c in plan.changes:
-            print(f"  plan: {c.action:<9} {c.target}  ({' → '.join(c.steps)})")
-        for r in plan.refused:
-            print(f"  refused: {r.action} {r.finding.flight_id}: {r.why}")
-        if outcomes is not None:
-            print(f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped")
-        elif plan.changes:
-            print("dry run: nothing changed; re-run with --fix --reason TEXT to apply")
+    doc: dict[str, Any] = {
+        "schema": "repairtool.decode/1",
+        "reader": reader.value,
+        "flights": result.flights,
+        "values": result.values,
+        "findings": [f.to_json() for f in result.findings],
+        "plan": [c.to_json() for c in plan.changes],
+        "refused": [r.to_json() for r in plan.refused],
+    }
+    if outcomes is not None:
+        doc["applied"] = [a.to_json() for a in outcomes.applied]
+        doc["skipped"] = [a.to_json() for a in outcomes.skipped]
+    failures = [(f, x) for f in result.findings for x in f.evidence["decode_failures"]]
+    columns = ["Flight", "Status", "Map", "Key", "Expected", "Found", "Reencodable"]
+    rows = []
+    wide = []
+    for f, x in failures:
+        reencodable = "yes" if x["reencodable"] else "no"
+        row = [f.flight_id, f.status, x["source"], x["key"], x["expected"], x["found"], reencodable]
+        rows.append(row)
+        wide.append([*row, x["reader"], x["reason"], x["engine_exception"]])
+    after = [f"  plan: {c.action:<9} {c.target}  ({' → '.join(c.steps)})" for c in plan.changes]
+    after += [f"  refused: {r.action} {r.finding.flight_id}: {r.why}" for r in plan.refused]
+    if outcomes is not None:
+        after.append(f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped")
+    elif plan.changes:
+        after.append("dry run: nothing changed; re-run with --fix --reason TEXT to apply")
+    head = (
+        f"Reader: {reader.label} ({reader_source}); checked {result.values} values of"
+        f" {result.flights} flights; {len(result.findings)} flights fail to decode"
+    )
+    show(
+        args,
+        View(
+            doc=doc,
+            columns=columns,
+            rows=rows,
+            wide_columns=[*columns, "Reader", "Reason", "EngineException"],
+            wide_rows=wide,
+            title=f"repairtool decode: {len(result.findings)} flights fail to decode",
+            before=[head],
+            after=after,
+        ),
+    )
     if not result.findings:
         return 0
     if outcomes is None or plan.refused or outcomes.skipped:
@@ -155,6 +157,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
+    # lazy: SQLAlchemy (~0.3 s) only when the command runs; --help must not wait for it
     from sqlalchemy import text
 
     from repairtool.flightmap import draft_catalog, dump_catalog
@@ -183,16 +186,16 @@ def cmd_draft(args: argparse.Namespace) -> int:
         header=f"drafted by `repairtool catalog draft` from {len(rows)} stored inputs;"
         " review every type marked inferred before relying on it",
     )
-    if args.output:
-        args.output.write_text(out)
-        print(f"wrote {args.output}", file=sys.stderr)
+    if args.out:
+        args.out.write_text(out)
+        print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(out)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from importlib import resources
+    from importlib import resources  # lazy: ~15 ms (tempfile, zip support); --help is faster
 
     sys.stdout.write(
         resources.files("repairtool").joinpath("catalogs", "workspace-manager.yaml").read_text()

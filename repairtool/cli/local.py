@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repairtool.cli.common import state_dir_of
+
+if TYPE_CHECKING:
+    from repairtool.localpg import LocalPostgres
 
 DB_NAME = "stairway"
 
@@ -39,8 +43,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             )
 
 
-def _local(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from repairtool.localpg import LocalPostgres
+def _local(args: argparse.Namespace) -> LocalPostgres:
+    from repairtool.localpg import LocalPostgres  # lazy: the Postgres tooling, only when run
 
     return LocalPostgres(state_dir_of(args), pg_bin=args.pg_bin)
 
@@ -54,6 +58,7 @@ def write_env_file(state_dir: Path, url: str) -> Path:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    # lazy: psycopg and SQLAlchemy (~0.3 s) only when the command runs; --help must not wait
     import psycopg
     from sqlalchemy import create_engine
 

@@ -22,26 +22,30 @@ proposed_action / action: resume | fail | enqueue | recover_instance | reencode 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from repairtool.cli.common import (
+    HelpFormatter,
+    View,
     add_db_args,
-    confirm,
+    add_output_args,
+    add_yes_arg,
     duration,
     open_engine,
-    print_json,
-    require_reason,
-    table,
+    show,
     target_of,
 )
+from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
+from repairtool.guards import confirm, require_reason
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from repairtool.detect import Detection
-    from repairtool.flightmap import ReaderVersion
+    from repairtool.flightmap import Catalog, ReaderVersion
     from repairtool.liveness import Liveness
     from repairtool.repair import Outcomes, Plan
     from repairtool.stairway.queue import WorkQueue
@@ -61,7 +65,7 @@ def add_liveness_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--kubeconfig", help="kubeconfig file for --kube (default: $KUBECONFIG)")
     g.add_argument("--context", help="kubeconfig context for --kube")
-    g.add_argument("--namespace", help="namespace of the deployment (for --kube)")
+    g.add_argument("-n", "--namespace", help="namespace of the deployment (for --kube)")
     g.add_argument(
         "--pod-filter",
         default="workspacemanager-deployment",
@@ -99,6 +103,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "orphans",
         help="find and repair flights the engine will never finish by itself",
         description=__doc__,
+        formatter_class=HelpFormatter,
     )
     add_db_args(p)
     add_liveness_args(p)
@@ -135,7 +140,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only this flight (repeatable); with --action, that action for it (a live"
         " owner's flight still needs the make-flight failure or --force)",
     )
-    d.add_argument("--json", action="store_true", help="one JSON document (see the schema above)")
     d.add_argument(
         "--no-decode",
         action="store_true",
@@ -150,7 +154,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="override the proposed action of each finding",
     )
     f.add_argument("--reason", help="why (required with --fix; goes into the audit trail)")
-    f.add_argument("--yes", action="store_true", help="do not ask y/N")
+    add_yes_arg(f)
     f.add_argument("--limit", type=int, metavar="N", help="apply at most N changes")
     f.add_argument("--rate", type=float, metavar="PER_SEC", help="at most this many changes/s")
     f.add_argument(
@@ -159,11 +163,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="override the safety rules: resume flights whose inputs fail to decode (they"
         " will orphan again), touch a live owner's flight without the make-flight failure",
     )
+    add_output_args(p, wide="full owners and evidence")
     p.set_defaults(func=cmd_orphans)
 
 
 def liveness_of(args: argparse.Namespace) -> Liveness:
-    from repairtool import liveness
+    from repairtool import liveness  # lazy: imports the kubernetes client when asked to
 
     if args.live_instances:
         return liveness.from_names(args.live_instances.split(","))
@@ -186,6 +191,7 @@ def liveness_of(args: argparse.Namespace) -> Liveness:
 
 
 def reader_of(args: argparse.Namespace, engine: Engine) -> tuple[ReaderVersion, str]:
+    # lazy: the database layer pulls in SQLAlchemy (~0.3 s); --help must not wait for it
     from repairtool.flightmap import ReaderVersion, parse_reader
     from repairtool.stairway.db import reading
     from repairtool.stairway.schema import EngineVersion
@@ -204,15 +210,15 @@ def reader_of(args: argparse.Namespace, engine: Engine) -> tuple[ReaderVersion, 
     return ReaderVersion.TYPED, f"database written by Stairway {gen.version}"
 
 
-def catalog_of(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def catalog_of(args: argparse.Namespace) -> Catalog:
+    # lazy: the FlightMap package is only needed when a command decodes
     from repairtool.flightmap import load_builtin_catalog, load_catalog
 
     return load_catalog(args.catalog) if args.catalog else load_builtin_catalog("workspace-manager")
 
 
 def queue_of(args: argparse.Namespace) -> WorkQueue | None:
-    import os
-
+    # lazy: the work queue module pulls in the database layer (~0.3 s)
     from repairtool.stairway.queue import WorkQueue
 
     target = target_of(args)
@@ -228,6 +234,7 @@ def queue_of(args: argparse.Namespace) -> WorkQueue | None:
 
 
 def cmd_orphans(args: argparse.Namespace) -> int:
+    # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
     from repairtool.detect import Action, Options, detect
     from repairtool.repair import apply_plan, build_plan, read_inputs
     from repairtool.stairway.audit import Actor
@@ -274,9 +281,10 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         inputs=inputs,
     )
     outcomes = None
+    human = args.output != "json"
     if args.fix and plan.changes:
-        if not args.json:
-            render_plan(plan, reader, reader_source)
+        if human:
+            show(args, plan_view(plan, reader, reader_source))
         summary = ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
         confirm(
             f"About to change {len(plan.changes)} flights/instances: {summary}. Apply?",
@@ -288,14 +296,18 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             actor=Actor(reason=reason),
             queue=queue,
             rate=args.rate,
-            on_event=_console if not args.json else _quiet,
+            on_event=_console if human else _quiet,
         )
-    if args.json:
-        print_json(document(detection, plan, reader, outcomes))
+    if not human:
+        show(args, View(doc=document(detection, plan, reader, outcomes)))
     elif not args.fix or not plan.changes:
-        render_plan(plan, reader, reader_source)
+        view = plan_view(plan, reader, reader_source)
         if plan.changes:
-            print("\ndry run: nothing changed; re-run with --fix --reason TEXT to apply this plan")
+            view.after += [
+                "",
+                "dry run: nothing changed; re-run with --fix --reason TEXT to apply this plan",
+            ]
+        show(args, view)
     else:
         assert outcomes is not None
         render_outcomes(outcomes)
@@ -346,56 +358,68 @@ def _short(s: str | None, width: int = 36) -> str:
     return s if len(s) <= width else "…" + s[-(width - 1) :]
 
 
-def render_plan(plan: Plan, reader: ReaderVersion, reader_source: str) -> None:
+def plan_view(plan: Plan, reader: ReaderVersion, reader_source: str) -> View:
+    """The findings and the plan for people: table (evidence cut to fit), wide and markdown
+    (full owners and evidence)."""
     d = plan.detection
     live = d.liveness
-    print(f"Liveness: {live.source} ({live.confidence} confidence): {live.note}")
-    print(f"Reader: {reader.label} ({reader_source})")
-    print(
-        f"Scanned {d.scanned} non-terminal flights at {d.now:%Y-%m-%d %H:%M:%S};"
-        f" {len(d.findings)} findings"
-    )
-    if not d.findings:
-        return
-    rows = []
+    before = [
+        f"Liveness: {live.source} ({live.confidence} confidence): {live.note}",
+        f"Reader: {reader.label} ({reader_source})",
+        f"Scanned {d.scanned} non-terminal flights at {rfc3339_or_none(d.now, 'seconds')};"
+        f" {len(d.findings)} findings",
+    ]
+    columns = ["Kind", "Flight", "Status", "Owner", "Idle", "Proposed", "Evidence"]
+    rows, wide = [], []
     for f in d.findings:
         ev = f.evidence
-        why = ev.get("pattern") or ev.get("why", "")
-        rows.append(
-            [
-                f.kind,
-                f.flight_id or f"instance {f.instance}",
-                f.status or "-",
-                _short(f.owner),
-                ev.get("idle_for", "-"),
-                f.proposed_action,
-                why if len(why) <= 60 else why[:57] + "…",
-            ]
-        )
-    print(table(["Kind", "Flight", "Status", "Owner", "Idle", "Proposed", "Evidence"], rows))
-    for f in d.findings:
-        for failure in f.evidence.get("decode_failures", []):
-            print(
-                f"  {f.flight_id} input {failure['key']}: expected {failure['expected']},"
-                f" found {failure['found']} — {failure['engine_exception']}"
-            )
+        why = str(ev.get("pattern") or ev.get("why", ""))
+        head = [f.kind, f.flight_id or f"instance {f.instance}", f.status or "-"]
+        tail = [ev.get("idle_for", "-"), f.proposed_action]
+        rows.append([*head, _short(f.owner), *tail, why if len(why) <= 60 else why[:57] + "…"])
+        wide.append([*head, f.owner or "-", *tail, _evidence(ev)])
+    after = [
+        f"  {f.flight_id} input {x['key']}: expected {x['expected']}, found {x['found']}"
+        f" — {x['engine_exception']}"
+        for f in d.findings
+        for x in f.evidence.get("decode_failures", [])
+    ]
     if plan.changes:
-        print("\nPlan:")
-        for c in plan.changes:
-            print(f"  {c.action:<16} {c.target}  ({' → '.join(c.steps)})")
+        after += ["", "Plan:"]
+        after += [f"  {c.action:<16} {c.target}  ({' → '.join(c.steps)})" for c in plan.changes]
     if plan.refused:
-        print("\nRefused:")
-        for r in plan.refused:
-            print(f"  {r.action:<16} {r.finding.flight_id or r.finding.instance}: {r.why}")
+        after += ["", "Refused:"]
+        after += [
+            f"  {r.action:<16} {r.finding.flight_id or r.finding.instance}: {r.why}"
+            for r in plan.refused
+        ]
     if plan.deferred:
-        print(f"\nDeferred by --limit: {len(plan.deferred)} more changes")
+        after += ["", f"Deferred by --limit: {len(plan.deferred)} more changes"]
     if plan.report_only:
-        print(f"\nReport only: {len(plan.report_only)} findings (no safe automatic action)")
+        after += ["", f"Report only: {len(plan.report_only)} findings (no safe automatic action)"]
     if any(c.action.value in ("resume", "enqueue") for c in plan.changes) and plan.queue is None:
-        print(
-            "\nNo work queue given (--cluster): resumed flights are disowned to READY and wait"
-            " for the next pod start or pod deletion (recoverReady)"
-        )
+        after += [
+            "",
+            "No work queue given (--cluster): resumed flights are disowned to READY and wait"
+            " for the next pod start or pod deletion (recoverReady)",
+        ]
+    return View(
+        doc={},
+        columns=columns,
+        rows=rows,
+        wide_rows=wide,
+        title=f"repairtool orphans: {len(d.findings)} findings"
+        + (f", {len(plan.changes)} changes planned (dry run)" if plan.changes else ""),
+        before=before,
+        after=after,
+    )
+
+
+def _evidence(ev: dict[str, Any]) -> str:
+    """All of a finding's evidence on one line (decode failures are listed below the table)."""
+    return "; ".join(
+        f"{k}={v}" for k, v in sorted(ev.items()) if k != "decode_failures" and v not in (None, "")
+    )
 
 
 def render_outcomes(outcomes: Outcomes) -> None:

@@ -1,6 +1,11 @@
 """`repairtool recover …`: the engine's single-flight recovery primitives (stairctl's `force ready`
 / `force fatal`, plus disown, instance recovery and the READY message), dry run by default.
 
+`-o json` (`--json`) prints one `repairtool.recover/1` document, in a dry run too:
+  {"schema": "repairtool.recover/1", "action", "target", "dry_run": true|false,
+   "plan": "what would change", "results": [{"action", "flight_id", "outcome", "before",
+   "after", "detail", "audit_id"}]}     (results: empty in a dry run)
+
 The flight's (status, owner) as read now is the compare-and-set expectation of the change, so a
 flight the engine moves on between the dry run and `--fix` is skipped, never clobbered.
 """
@@ -8,10 +13,19 @@ flight the engine moves on between the dry run and `--fix` is skipped, never clo
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from repairtool.cli.common import add_db_args, confirm, open_engine, print_json, require_reason
+from repairtool.cli.common import (
+    HelpFormatter,
+    View,
+    add_db_args,
+    add_output_args,
+    add_yes_arg,
+    open_engine,
+    show,
+)
 from repairtool.errors import EXIT_FINDINGS, UsageError
+from repairtool.guards import confirm, require_reason
 
 if TYPE_CHECKING:
     from repairtool.stairway.model import MutationResult
@@ -27,16 +41,26 @@ ACTIONS = {
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("recover", help="single-flight recovery primitives (dry run by default)")
+    p = sub.add_parser(
+        "recover",
+        help="single-flight recovery primitives (dry run by default)",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
     acts = p.add_subparsers(dest="recover_action", required=True, metavar="ACTION")
     for name, helptext in ACTIONS.items():
-        q = acts.add_parser(name, help=helptext, description=helptext)
+        q = acts.add_parser(
+            name,
+            help=helptext,
+            description=f"{helptext}\n\n{__doc__}",
+            formatter_class=HelpFormatter,
+        )
         add_db_args(q)
         q.add_argument("target", metavar="STAIRWAY_NAME" if name == "instance" else "FLIGHT_ID")
         q.add_argument("--fix", action="store_true", help="apply (default: show what would change)")
         q.add_argument("--reason", help="why (required with --fix; stored in the audit trail)")
-        q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        q.add_argument("--json", action="store_true")
+        add_yes_arg(q)
+        add_output_args(q)
         if name == "enqueue":
             q.add_argument(
                 "--cluster",
@@ -55,6 +79,7 @@ def _render(r: MutationResult) -> str:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    # lazy: the recovery API pulls in SQLAlchemy and Pub/Sub (~0.5 s); --help must not wait
     from repairtool.stairway import recovery
     from repairtool.stairway.audit import Actor
     from repairtool.stairway.model import Outcome
@@ -73,16 +98,25 @@ def cmd_recover(args: argparse.Namespace) -> int:
         plan = f"{action} {flight.flight_id}: now {flight.status} owned by {flight.owner or '-'}"
         if action == "disown" and flight.status != "RUNNING":
             raise UsageError(f"flight {flight.flight_id} is {flight.status}, not RUNNING")
+    doc: dict[str, Any] = {
+        "schema": "repairtool.recover/1",
+        "action": action,
+        "target": args.target,
+        "dry_run": not args.fix,
+        "plan": plan,
+        "results": [],
+    }
     if not args.fix:
-        print(f"dry run: {plan} — {ACTIONS[action]}")
-        print("re-run with --fix --reason TEXT to apply")
+        lines = [f"dry run: {plan} — {ACTIONS[action]}", "re-run with --fix --reason TEXT to apply"]
+        show(args, View(doc=doc, before=lines, title=f"repairtool recover {action} (dry run)"))
         return EXIT_FINDINGS
     actor = Actor(reason=require_reason(args.reason))
     confirm(f"{plan}. Apply?", yes=args.yes)
+    notes: list[str] = []
     if action == "instance":
         rec = recovery.recover_instance(engine, args.target, actor=actor)
         results = list(rec.flights)
-        print(f"{rec.outcome}: {rec.detail}")
+        notes.append(f"{rec.outcome}: {rec.detail}")
     elif action == "enqueue":
         queue = WorkQueue.from_env(args.cluster, args.project)
         results = [
@@ -112,9 +146,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
                     engine, flight.flight_id, expected=seen, because=named, actor=actor
                 )
             ]
-    if args.json:
-        print_json({"results": [r.__dict__ for r in results]})
-    else:
-        for r in results:
-            print(_render(r))
+    doc["results"] = [_result_json(r) for r in results]
+    lines = [*notes, *(_render(r) for r in results)]
+    show(args, View(doc=doc, before=lines, title=f"repairtool recover {action}"))
     return 0 if all(r.outcome is Outcome.CHANGED for r in results) else EXIT_FINDINGS
+
+
+def _result_json(r: MutationResult) -> dict[str, Any]:
+    return {k: (str(v) if k == "outcome" else v) for k, v in r.__dict__.items()}

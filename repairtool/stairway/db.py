@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL
 
 from repairtool.errors import DatabaseUnreachable, RepairToolError, UsageError
+from repairtool.exitcodes import ExitCode
 from repairtool.flightmap.secrets import MASK, SECRET_VALUE
 from repairtool.stairway.errors import (
     BadDatabaseValue,
@@ -62,7 +63,7 @@ _SECRET_QUERY = ("password", "sslpassword")
 class AuthenticationFailed(DatabaseUnreachable):
     """The server is up but refused the login (wrong user or password)."""
 
-    exit_code = 5
+    exit_code = ExitCode.DB_LOGIN_REFUSED
 
 
 def describe_url(url: URL) -> str:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from repairtool.errors import RepairToolError, UsageError
+from repairtool.errors import PlatformUnreachable, UsageError
 
 
 def ready_message(flight_id: str) -> str:
@@ -29,8 +29,8 @@ def subscription_id(cluster_name: str) -> str:
     return f"{cluster_name}-workqueue-sub"
 
 
-class QueueError(RepairToolError):
-    exit_code = 4
+class QueueError(PlatformUnreachable):
+    """The work queue (Pub/Sub) could not take the message."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from opskit.events import Collector, Reporter
-from opskit.experiment_commands import CommandLog
+from opskit.experiment.commands import CommandLog
 from opskit.journal import parse_time
 
 SECRET = "s3cr3t-pass-word"

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from opskit.errors import ExitCode
-from opskit.experiment import (
+from opskit.experiment.definition import (
     ExperimentError,
+    UnknownExperiment,
     experiments_dir,
     list_definitions,
     load_definition,
@@ -66,10 +67,10 @@ def test_with_delay_changes_only_the_delay() -> None:
 
 
 def test_unknown_experiment_lists_the_known_ones() -> None:
-    with pytest.raises(ExperimentError) as info:
+    with pytest.raises(UnknownExperiment) as info:
         load_definition("nope")
     assert str(info.value).startswith("unknown experiment 'nope' (known: db-connection-drop")
-    assert info.value.exit_code == ExitCode.USAGE
+    assert info.value.exit_code == ExitCode.NOT_FOUND
 
 
 def _mutated(name: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ import pytest
 from opskit import paths
 from opskit.envs import load_env
 from opskit.events import Collector, Event, JournalWriter, Reporter
-from opskit.experiment import load_definition, run_experiment
+from opskit.experiment.definition import load_definition
+from opskit.experiment.runner import run_experiment
 from opskit.journal import Journal, dumps, find_secrets, load, parse_time
 from opskit.journey import JOURNEY_TOKEN
 from opskit.runbooks import render_all
@@ -206,7 +207,12 @@ def _common_checks(r: Run, name: str) -> None:
     fid = a.flight_id
     assert fid is not None
     by_id = {c.id: c for c in j.commands}
-    assert by_id["run-test"].command == "inv run-test --env local"
+    # the tools the experiment drives hand their results over as JSON files it names
+    assert by_id["run-test"].command.startswith("inv run-test --env local --json-out ")
+    assert by_id["kill-pod"].command.split("--json-out ")[1].endswith("-kill-pod.json")
+    for c in (by_id["run-test"], by_id["kill-pod"]):
+        doc = json.loads((paths.PROJECT_ROOT / c.command.split("--json-out ")[1]).read_text())
+        assert doc["schema"] in ("stairway-ops.run-test/1", "stairway-ops.kill-pod/1"), doc
     assert by_id["kill-pod"].command.startswith(
         f"inv kill-pod --env local --flight {fid} --when-step 1 --timeout "
     )

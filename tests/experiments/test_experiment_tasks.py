@@ -15,10 +15,11 @@ from opskit import paths
 from opskit.envs import load_env
 from opskit.errors import ExitCode
 from opskit.events import Reporter
-from opskit.experiment import load_definition
-from opskit.experiment_commands import CommandResult
-from opskit.experiment_runner import journal_experiment
-from opskit.experiment_stage import GkeStage, LocalStage, psql_command, stage_for
+from opskit.experiment.commands import CommandResult
+from opskit.experiment.db import psql_command
+from opskit.experiment.definition import load_definition
+from opskit.experiment.record import journal_experiment
+from opskit.experiment.stage import GkeStage, LocalStage, stage_for
 from opskit.journal import CommandRecord
 
 FIXTURES = paths.PROJECT_ROOT / "tests" / "runbooks" / "fixtures"
@@ -37,15 +38,15 @@ def inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def test_unknown_experiment_is_one_line_and_exit_2(isolated: Path) -> None:
+def test_unknown_experiment_is_one_line_and_exit_9_not_found(isolated: Path) -> None:
     p = inv("experiment", "nope")
-    assert p.returncode == ExitCode.USAGE
+    assert p.returncode == ExitCode.NOT_FOUND
     assert p.stderr.strip().splitlines() == [
         "error: unknown experiment 'nope' (known: db-connection-drop, decode-failure-on-resume,"
         " multi-instance-pod-kill, single-instance-pod-kill)"
     ]
     p = inv("experiment", "multi-instance-pod-kill", "--delay", "soon")
-    assert p.returncode == ExitCode.USAGE and "--delay 'soon'" in p.stderr
+    assert p.returncode == ExitCode.USAGE and "--delay: not a duration: 'soon'" in p.stderr
 
 
 def test_runbook_renders_from_journals_only_and_check_matches(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def test_runbook_renders_from_journals_only_and_check_matches(tmp_path: Path) ->
 def test_runbook_without_journals_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     p = inv("runbook", "--journal", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
-    assert p.returncode == ExitCode.FAILED
+    assert p.returncode == ExitCode.USAGE
     assert p.stderr.strip().startswith("error: no journals in")
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from opskit.experiment import (
+from opskit.experiment.definition import load_definition
+from opskit.experiment.verdict import (
     Check,
     FindingSeen,
     Observation,
     expected_lines,
     first_failure,
     judge,
-    load_definition,
     verdict_of,
 )
 

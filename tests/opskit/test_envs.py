@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from opskit.envs import SecretRef, list_envs, load_env, load_env_file, parse_duration
-from opskit.errors import EnvError, ExitCode
+from opskit.envs import SecretRef, list_envs, load_env, load_env_file
+from opskit.errors import EnvError, ExitCode, UnknownEnv
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = json.loads((FIXTURES / "envs" / "cases.json").read_text())
@@ -81,25 +81,11 @@ def test_bad_env_file_is_one_line_error_naming_file_and_key(case: dict[str, str]
     assert "\n" not in msg
     assert case["file"] in msg
     assert case["error"] in msg
-    assert info.value.exit_code == ExitCode.ENV
+    assert info.value.exit_code == ExitCode.USAGE
 
 
 def test_unknown_env_names_the_known_ones() -> None:
-    with pytest.raises(EnvError, match=r"unknown environment 'nope' \(known: .*jcarlton.*local"):
+    with pytest.raises(UnknownEnv, match=r"unknown environment 'nope' \(known: .*jcarlton.*local"):
         load_env("nope")
     with pytest.raises(EnvError, match="invalid environment name"):
         load_env("../etc/passwd")
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("3m", 180), ("90s", 90), ("1h30m", 5400), ("0.5s", 0.5), (20, 20), ("2h", 7200)],
-)
-def test_parse_duration(text: str | int, seconds: float) -> None:
-    assert parse_duration(text).total_seconds() == seconds
-
-
-@pytest.mark.parametrize("text", ["", "3 minutes", "1d", "m", "-3s"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)

@@ -102,7 +102,9 @@ def test_rollout_runs_skaffold_in_local_dev_then_watches_the_api(
     c.run.side_effect = lambda *a, **k: cwds.append(c.cwd) or Result(exited=0)
     got = Collector()
     result = GkePlatform(gke_env).rollout(c, Reporter([got]), 30)
-    c.run.assert_called_once_with("skaffold run --status-check=false", warn=True, pty=False)
+    c.run.assert_called_once_with(
+        "skaffold run --status-check=false", warn=True, pty=False, dry=False
+    )
     assert cwds == [str(local_dev)]
     assert result.replicas == 2 and result.warnings == ()
     assert re.fullmatch(r"Deployments stabilized in [\d.]+ seconds", result.message)

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -21,19 +20,11 @@ import yaml
 from invoke import MockContext
 from invoke.exceptions import Exit
 
-from opskit import local, paths
+from opskit import local, paths, tasks
 from opskit.envs import Env, load_env_file
 from opskit.errors import ExitCode
-from tests.conftest import load_tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-def _tasks() -> ModuleType:
-    return load_tasks("stairway_ops_tasks_e2e")
-
-
-tasks = _tasks()
 
 
 def _local_env(root: Path, reader: str, delay: str = "3s") -> Env:
@@ -84,7 +75,7 @@ def test_sandbox_up_status_and_deploy(sandbox_env: Env, capsys: pytest.CaptureFi
     assert "2 pod(s) ready in terra-sandbox" in out
     tasks.sandbox_status(MockContext())
     assert "running" in capsys.readouterr().out
-    tasks.deploy(MockContext(), timeout=90)
+    tasks.deploy(MockContext(), timeout="90s")
     out = capsys.readouterr().out
     assert re.search(r"Deployments stabilized in [\d.]+ seconds|minute", out), out
     assert "waiting for rollout to finish" in out
@@ -98,7 +89,7 @@ def test_kill_pod_follows_the_flight_to_success_and_logs_show_the_recovery(
     owner = h.wait_ready()[0]
     fid = str(uuid.uuid4())
     call = _create_async_on(h, owner, fid)
-    tasks.kill_pod(MockContext(), flight=fid, when_step=1, timeout=90, settle=20, json=True)
+    tasks.kill_pod(MockContext(), flight=fid, when_step=1, timeout="90s", settle="20s", json=True)
     result = json.loads(capsys.readouterr().out)
     call.join(5)
     assert result["pod"] == owner

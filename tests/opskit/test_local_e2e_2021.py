@@ -10,23 +10,17 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 from invoke import MockContext
 from invoke.exceptions import Exit
 
-from opskit import local, paths
+from opskit import local, paths, tasks
 from opskit.envs import Env, load_env_file
 from opskit.errors import ExitCode
-from tests.conftest import load_tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def _tasks() -> ModuleType:
-    return load_tasks("stairway_ops_tasks_2021")
 
 
 @pytest.fixture
@@ -52,7 +46,6 @@ def env_2021(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
 def test_kill_pod_reports_the_2021_orphan(
     env_2021: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tasks = _tasks()
     h = local.LocalPlatform(env_2021).handle()
     owner = h.wait_ready()[0]
     fid = str(uuid.uuid4())
@@ -70,8 +63,10 @@ def test_kill_pod_reports_the_2021_orphan(
 
     threading.Thread(target=create, daemon=True).start()
     with pytest.raises(Exit) as info:
-        tasks.kill_pod(MockContext(), flight=fid, when_step=1, timeout=60, settle=30, json=True)
-    assert info.value.code == ExitCode.FAILED
+        tasks.kill_pod(
+            MockContext(), flight=fid, when_step=1, timeout="60s", settle="30s", json=True
+        )
+    assert info.value.code == ExitCode.FINDINGS
     result = json.loads(capsys.readouterr().out)
     assert result["outcome"] == "stuck"
     assert result["final"]["status"] == "RUNNING" and result["final"]["stairway_id"] != owner

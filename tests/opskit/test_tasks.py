@@ -6,25 +6,16 @@ import inspect
 import shutil
 import uuid
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from invoke import MockContext
 from invoke.exceptions import Exit
 
-from opskit import paths
+from opskit import paths, tasks
 from opskit.errors import ExitCode
-from tests.conftest import load_tasks
 
 FIX = Path(__file__).parent / "fixtures"
-
-
-def _tasks() -> ModuleType:
-    return load_tasks("stairway_ops_tasks")
-
-
-tasks = _tasks()
 
 
 def _exit(fn: Any, *args: Any, **kwargs: Any) -> Exit:
@@ -54,25 +45,25 @@ def test_every_task_has_a_docstring_and_help_for_every_option() -> None:
         assert set(params) <= set(t.help), (name, set(params) - set(t.help))
 
 
-def test_unknown_env_is_exit_3(isolated_dirs: Path) -> None:
+def test_unknown_env_is_not_found(isolated_dirs: Path) -> None:
     e = _exit(tasks.setup, env="nope")
-    assert e.code == ExitCode.ENV
+    assert e.code == ExitCode.NOT_FOUND
     assert e.message.startswith("error: unknown environment 'nope'")
 
 
-def test_env_file_with_a_wrong_key_is_exit_3(
+def test_env_file_with_a_wrong_key_is_a_usage_error(
     isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(FIX / "envs"))
     e = _exit(tasks.kill_pod, env="unknown-key", pod="x")
-    assert e.code == ExitCode.ENV
+    assert e.code == ExitCode.USAGE
     assert "unknown-key.yaml: unknown key 'gke.projet'" in e.message
     e = _exit(tasks.envs)
-    assert e.code == ExitCode.ENV
+    assert e.code == ExitCode.USAGE
     assert "INVALID" in capsys.readouterr().out
 
 
-def test_missing_tool_is_exit_4_and_nothing_is_written(
+def test_missing_tool_is_tool_missing_and_nothing_is_written(
     isolated_dirs: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_gke_env: Any,
@@ -91,7 +82,7 @@ def test_missing_tool_is_exit_4_and_nothing_is_written(
     assert not env.state_path.exists()
 
 
-def test_missing_checkout_is_exit_4(
+def test_missing_checkout_is_tool_missing(
     isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch, make_gke_env: Any
 ) -> None:
     env = make_gke_env()
@@ -113,14 +104,14 @@ def test_usage_errors_are_exit_2(isolated_dirs: Path) -> None:
     assert _exit(tasks.logs, env="jcarlton", since="yesterday").code == ExitCode.USAGE
 
 
-def test_pod_in_another_namespace_is_exit_6(isolated_dirs: Path) -> None:
+def test_pod_in_another_namespace_is_refused(isolated_dirs: Path) -> None:
     e = _exit(tasks.kill_pod, env="jcarlton", pod="terra-other/workspacemanager-deployment-x")
     assert e.code == ExitCode.REFUSED
     e = _exit(tasks.kill_pod, env="jcarlton", pod="x", namespace="default")
     assert e.code == ExitCode.REFUSED and "'default'" in e.message
 
 
-def test_flight_that_does_not_exist_is_exit_5(
+def test_flight_that_does_not_exist_is_not_found(
     isolated_dirs: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_gke_env: Any,
@@ -149,7 +140,7 @@ def test_flight_that_does_not_exist_is_exit_5(
     assert sorted(fake_gke.pods()) == before
 
 
-def test_logs_for_a_flight_nobody_logged_is_exit_5(
+def test_logs_for_a_flight_nobody_logged_is_not_found(
     isolated_dirs: Path,
     monkeypatch: pytest.MonkeyPatch,
     gke_env: Any,
@@ -206,7 +197,7 @@ def test_the_inv_command_prints_one_line_on_stderr_and_exits_with_the_code(
 
     inv = str(Path(sys.executable).parent / "inv")
     cases = [
-        (["setup", "--env", "nope"], ExitCode.ENV),
+        (["setup", "--env", "nope"], ExitCode.NOT_FOUND),
         (["kill-pod", "--env", "jcarlton"], ExitCode.USAGE),
         (["kill-pod", "--env", "jcarlton", "--pod", "kube-system/coredns"], ExitCode.REFUSED),
     ]
@@ -227,3 +218,153 @@ def test_the_inv_command_prints_one_line_on_stderr_and_exits_with_the_code(
     )
     for name in ("setup", "kill-pod", "logs", "run-test", "sandbox.up", "sandbox.down"):
         assert name in listing.stdout
+
+
+# -- conventions --------------------------------------------------------------------------------
+
+
+def _all_tasks() -> dict[str, Any]:
+    return {name: tasks.ns[name] for name in tasks.ns.task_names}
+
+
+def test_the_collection_is_an_importable_module_and_the_root_file_only_re_exports_it() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_tasks", paths.PROJECT_ROOT / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    assert root.ns is tasks.ns
+
+
+def test_no_short_flag_shadows_invokes_own_flags() -> None:
+    """Only the chosen short flags exist (-n namespace, -y yes): never -e (echo), -h (help)."""
+    from opskit.taskkit import CORE_SHORT_FLAGS, SHORT_FLAGS
+
+    for name, t in _all_tasks().items():
+        for arg in t.get_arguments():
+            shorts = [n for n in arg.names if len(n) == 1]
+            assert shorts in ([], [SHORT_FLAGS.get(arg.names[0])]), (name, arg.names)
+            assert not set(shorts) & CORE_SHORT_FLAGS, (name, arg.names)
+    flags = {n for a in tasks.ns["kill-pod"].get_arguments() for n in a.names}
+    assert {"n", "y"} <= flags and "e" not in flags
+
+
+def test_every_task_help_shows_defaults_and_ends_with_the_exit_code_table() -> None:
+    from repairtool.exitcodes import help_text
+
+    for name, t in _all_tasks().items():
+        assert inspect.getdoc(t).endswith(help_text().rstrip()), name  # type: ignore[union-attr]
+        for arg in t.get_arguments():
+            if arg.default not in (None, False, []) and not arg.positional:
+                assert "default" in (arg.help or ""), (name, arg.name)
+
+
+def test_optional_values_use_invokes_optional_not_sentinels() -> None:
+    args = {a.names[0]: a for a in tasks.ns["kill-pod"].get_arguments()}
+    assert args["when-step"].optional
+    sentinels = [
+        (name, a.name, a.default)
+        for name, t in _all_tasks().items()
+        for a in t.get_arguments()
+        if a.default in (-1, 0, "") and a.kind is not bool
+    ]
+    assert sentinels == []
+
+
+def _dry() -> MockContext:
+    from invoke import Config
+
+    return MockContext(config=Config(overrides={"run": {"dry": True}}))
+
+
+def test_dry_is_refused_by_tasks_that_change_a_cluster_and_cannot_show_it(
+    isolated_dirs: Path,
+) -> None:
+    for fn, kwargs in [
+        (tasks.experiment, {"name": "multi-instance-pod-kill"}),
+        (tasks.run_test, {}),
+        (tasks.sandbox_up, {}),
+        (tasks.sandbox_down, {}),
+        (tasks.setup, {}),
+        (tasks.db_proxy, {}),
+    ]:
+        with pytest.raises(Exit) as info:
+            fn(_dry(), **kwargs)
+        assert info.value.code == ExitCode.REFUSED, fn.name
+        assert "has no dry run; nothing was done" in str(info.value.message)
+    assert not (isolated_dirs / "artifacts").exists()
+
+
+def test_dry_kill_pod_says_what_it_would_kill_and_kills_nothing(
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gke_env: Any,
+    fake_gke: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
+    before = sorted(fake_gke.pods())
+    tasks.kill_pod(_dry(), env="jcarlton", pod=before[0])
+    out = capsys.readouterr().out
+    assert out.startswith(f"dry run: would delete pod {before[0]} in namespace terra-jcarlton")
+    assert "nothing was changed" in out
+    assert sorted(fake_gke.pods()) == before
+
+
+def test_dry_deploy_echoes_skaffold_and_watches_nothing(
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gke_env: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from invoke import Config, Result
+
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
+    (gke_env.service.checkout_path / "local-dev").mkdir(parents=True)
+    c = MockContext(
+        config=Config(overrides={"run": {"dry": True}}),
+        run={"skaffold run --status-check=false": Result(exited=0)},
+    )
+    tasks.deploy(c, env="jcarlton", timeout="1s")  # no watch: a 1 s timeout would fail it
+    c.run.assert_called_once_with(
+        "skaffold run --status-check=false", warn=True, pty=False, dry=True
+    )
+    assert capsys.readouterr().out.strip().endswith("nothing was changed")
+
+
+def test_kill_pod_on_gke_asks_first_and_refuses_without_a_terminal(
+    isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch, gke_env: Any, fake_gke: Any
+) -> None:
+    import io
+
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal
+    before = sorted(fake_gke.pods())
+    out = isolated_dirs / "kill.json"
+    e = _exit(tasks.kill_pod, env="jcarlton", pod=before[0], json_out=str(out))
+    assert e.code == ExitCode.REFUSED and "--yes" in e.message
+    assert sorted(fake_gke.pods()) == before
+    # the machine-readable result of a failed task is its error document
+    import json
+
+    doc = json.loads(out.read_text())
+    assert doc == {
+        "schema": "stairway-ops.error/1",
+        "code": 3,
+        "name": "REFUSED",
+        "message": e.message.removeprefix("error: "),
+    }
+
+
+def test_logs_since_takes_the_one_duration_grammar() -> None:
+    import datetime as dt
+
+    from opskit.cloudlogs import parse_since
+
+    now = dt.datetime(2021, 4, 8, 14, 0, tzinfo=dt.UTC)
+    assert parse_since("3d", now=now) == dt.datetime(2021, 4, 5, 14, 0, tzinfo=dt.UTC)
+    assert parse_since("1h30m", now=now) == dt.datetime(2021, 4, 8, 12, 30, tzinfo=dt.UTC)
+    assert parse_since("2021-04-05T14:00:00Z") == dt.datetime(2021, 4, 5, 14, tzinfo=dt.UTC)
+    with pytest.raises(Exception, match="--since 'yesterday'"):
+        parse_since("yesterday")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from opskit.errors import OperationFailed
+from opskit.errors import CommandFailed, UsageError
 from opskit.testrunner import SUMMARY_FILE, find_summaries, parse_summary, run_test_command
 
 FIX = Path(__file__).parent / "fixtures" / "testrunner"
@@ -19,7 +19,7 @@ def test_run_test_command_is_the_2021_one() -> None:
         run_test_command("kill-pod-jcarlton", "/tmp/TR")
         == './gradlew runTest --args="suites/kill-pod-jcarlton.json /tmp/TR"'
     )
-    with pytest.raises(OperationFailed):
+    with pytest.raises(UsageError):
         run_test_command('x"; rm -rf /', "/tmp/TR")
 
 
@@ -53,7 +53,7 @@ def test_passed_summary_round_trips_to_the_testrunner_field_names() -> None:
 def test_wrong_shape_is_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / SUMMARY_FILE
     bad.write_text('{"id": "x"}')
-    with pytest.raises(OperationFailed, match="not a TestRunner summary") as info:
+    with pytest.raises(CommandFailed, match="not a TestRunner summary") as info:
         parse_summary(bad)
     assert "\n" not in str(info.value)
 

@@ -163,7 +163,7 @@ def test_malformed_json_is_a_finding_not_a_crash(stairway_db: Engine) -> None:
 
 def test_catalog_draft_is_a_loadable_catalog(url: str, tmp_path: Path) -> None:
     out = tmp_path / "drafted.yaml"
-    proc = run("catalog", "draft", "--db", url, "-o", str(out))
+    proc = run("catalog", "draft", "--db", url, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     catalog = load_catalog(out)
     spec = catalog.flight("bio.terra.workspace.service.workspace.flight.WorkspaceCreateFlight")
@@ -226,3 +226,89 @@ def test_kube_liveness_uses_the_pod_list(stairway_db: Engine, sandbox_kube: Any)
     assert doc["liveness"]["live"] == pods
     kinds = {(f["kind"], f["flight_id"] or f["instance"]) for f in doc["findings"]}
     assert kinds == {("dead_owner", "f-dead-owner"), ("stale_instance", dead)}
+
+
+# -- CLI conventions: -o, --json, -y, -n, durations, help defaults, completion -------------------
+
+
+def test_orphans_in_every_output_format(url: str) -> None:
+    base = ("orphans", "--db", url, "-n", "terra-jcarlton", "--live-instances", LIVE)
+    as_json = run(*base, "-o", "json", "--stalled-after", "1h30m")  # the one duration grammar
+    assert as_json.returncode == 1, as_json.stderr
+    alias = run(*base, "--json", "--stalled-after", "1h30m")
+
+    def kinds(proc: subprocess.CompletedProcess[str]) -> set[tuple[str, str]]:
+        doc = json.loads(proc.stdout)
+        assert doc["schema"] == "repairtool.orphans/1"
+        return {(f["kind"], f["flight_id"] or f["instance"]) for f in doc["findings"]}
+
+    assert kinds(as_json) == kinds(alias) and ("stalled", ATTEMPT_1) in kinds(as_json)
+    table = run(*base).stdout
+    wide = run(*base, "-o", "wide").stdout
+    markdown = run(*base, "-o", "markdown").stdout
+    # the table cuts the evidence to fit; wide shows all of it (the make-flight failure's
+    # idle time, pattern and submit time), markdown is a pipe table ready to paste
+    assert "…" in table and "submitted=" not in table
+    assert "submitted=" in wide and "pattern=" in wide
+    assert markdown.startswith("**repairtool orphans: 3 findings")
+    assert "| Kind | Flight | Status | Owner | Idle | Proposed | Evidence |" in markdown
+    assert f"| stalled | {ATTEMPT_1} |" in markdown
+
+
+def test_yes_short_flag_applies_without_asking(url: str) -> None:
+    fix = run(
+        "orphans", "--db", url, "--live-instances", LIVE, "--flight", ATTEMPT_4,
+        "--fix", "--action", "fail", "--reason", "test", "-y", "-o", "json",
+    )  # fmt: skip
+    assert fix.returncode == 0, fix.stderr
+    (applied,) = json.loads(fix.stdout)["applied"]
+    assert applied["flight_id"] == ATTEMPT_4
+
+
+def test_every_json_document_is_versioned(url: str) -> None:
+    docs = {
+        "repairtool.flights/1": run("flights", "list", "--db", url, "--json"),
+        "repairtool.flight-count/1": run("flights", "count", "--db", url, "-o", "json"),
+        "repairtool.flight/1": run("flights", "show", ATTEMPT_1, "--db", url, "--json"),
+        "repairtool.instances/1": run("flights", "instances", "--db", url, "--json"),
+        "repairtool.audit/1": run("flights", "audit", "--db", url, "--json"),
+        "repairtool.generation/1": run("flights", "generation", "--db", url, "--json"),
+        "repairtool.decode/1": run("decode", "--db", url, "--json"),
+        # a dry run honours --json too (exit 1: nothing was changed)
+        "repairtool.recover/1": run("recover", "force-fatal", ATTEMPT_1, "--db", url, "--json"),
+    }
+    for schema, proc in docs.items():
+        doc = json.loads(proc.stdout)
+        assert doc["schema"] == schema, (schema, proc.stderr)
+    recover = json.loads(docs["repairtool.recover/1"].stdout)
+    assert (recover["dry_run"], recover["results"]) == (True, [])
+    submitted = json.loads(docs["repairtool.flights/1"].stdout)["flights"][0]["submit_time"]
+    assert submitted.endswith("Z") and "T" in submitted  # RFC 3339 UTC
+
+
+def test_list_views_in_markdown_and_wide(url: str) -> None:
+    md = run("flights", "list", "--db", url, "-o", "markdown").stdout
+    assert md.startswith("**repairtool flights list: ") and "| Offset | FlightId |" in md
+    wide = run("flights", "list", "--db", url, "-o", "wide").stdout
+    assert "bio.terra.workspace.service.workspace.flight.WorkspaceCreateFlight" in wide
+    assert (
+        "bio.terra.workspace.service.workspace.flight.WorkspaceCreateFlight"
+        not in run("flights", "list", "--db", url).stdout
+    )
+
+
+def test_help_shows_defaults() -> None:
+    out = run("orphans", "--help").stdout
+    assert "RUNNING with no progress this long is stalled (default: 10m)" in " ".join(out.split())
+    assert "(default: table)" in out and "-n NAMESPACE" in out and "-y, --yes" in out
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_knows_every_command(shell: str) -> None:
+    proc = run("completion", shell)
+    assert proc.returncode == 0, proc.stderr
+    for word in ("orphans", "decode", "flights", "recover", "--stalled-after", "markdown"):
+        assert word in proc.stdout, word
+    if shell == "bash":
+        check = subprocess.run(["bash", "-n"], input=proc.stdout, text=True, capture_output=True)
+        assert check.returncode == 0, check.stderr

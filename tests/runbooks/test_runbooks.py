@@ -89,7 +89,7 @@ def test_cli_reports_a_bad_journal_in_one_line(
     bad.write_text("{}", encoding="utf-8")
     assert main(["--journal", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {bad}: run_id: missing required key\n"
+    assert err == f"error: {bad}: missing key 'run_id'\n"
 
 
 def test_every_quoted_command_and_query_was_run(
@@ -140,7 +140,7 @@ def test_provenance_names_the_run_and_time_of_each_quote(rendered: dict[str, str
     provenance = text[text.index("## Provenance") :]
     assert (
         "| command `orphans-fix-fail` | 20261129T020500Z-decode-failure-on-resume-local"
-        " | decode-failure-on-resume on local | 2026-11-29 02:15:31 UTC | pass |"
+        " | decode-failure-on-resume on local | 2026-11-29T02:15:31Z | pass |"
     ) in provenance
     assert "| sql `flight-log` |" in provenance
 

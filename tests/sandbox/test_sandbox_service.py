@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.lifecycle import SandboxHandle
+from tests.sandbox.burst import burst
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -46,6 +47,23 @@ def test_kubectl_get_pods_lists_the_pods(shared_sandbox: SandboxHandle) -> None:
     )
     assert deploy["status"]["readyReplicas"] == 2
     assert oct(Path(h.kubeconfig).stat().st_mode & 0o777) == "0o600"
+
+
+def test_every_server_answers_a_burst_of_150_concurrent_requests(
+    shared_sandbox: SandboxHandle,
+) -> None:
+    """The 2026 chaos soak saw resets at the front port under a burst (listen backlog of 5)."""
+    h = shared_sandbox
+    h.wait_ready()
+    targets = {
+        "service front (to the pods)": (h.service_url, "/status"),
+        "Kubernetes API": (h.kube_url, f"/api/v1/namespaces/{h.namespace}/pods"),
+        "Cloud Logging": (h.logging_url, "/"),
+        "admin": (h.admin_url, "/sandbox/v1/state"),
+    }
+    for name, (url, path) in targets.items():
+        outcomes = burst(url, path, 150)
+        assert outcomes == {"200": 150}, f"{name}: {dict(outcomes)}"
 
 
 def test_service_api(shared_sandbox: SandboxHandle) -> None:

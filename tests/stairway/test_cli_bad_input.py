@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from repairtool.exitcodes import ExitCode
 from repairtool.localpg import PgServer
 from repairtool.seed import seed_2021
 
@@ -58,15 +60,33 @@ def test_wrong_password_exits_5(pg_server: PgServer) -> None:
     assert "refused the login" in line and "wrong-password" not in proc.stderr
 
 
+def test_unreachable_kubernetes_api_is_platform_unreachable_not_database(
+    stairway_db: Engine, tmp_path: Path
+) -> None:
+    """A pod list that cannot be fetched is exit 8 (PLATFORM_UNREACHABLE), never 4 (database)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: k, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\nusers: [{name: u, user: {}}]\n"
+    )
+    proc = run(
+        "orphans", "--db", url_of(stairway_db), "--kube", "--namespace", "ns",
+        "--kubeconfig", str(kubeconfig),
+    )  # fmt: skip
+    assert proc.returncode == ExitCode.PLATFORM_UNREACHABLE == 8
+    assert "Kubernetes API unreachable" in one_error_line(proc)
+
+
 def test_database_without_stairway_tables_exits_6(make_db) -> None:
     proc = run("flights", "list", "--db", url_of(make_db(None)))
     assert proc.returncode == 6
     assert "not a Stairway database" in one_error_line(proc)
 
 
-def test_unknown_flight_exits_2(stairway_db: Engine) -> None:
+def test_unknown_flight_exits_9_not_found(stairway_db: Engine) -> None:
     proc = run("flights", "show", "no-such-flight", "--db", url_of(stairway_db))
-    assert proc.returncode == 2
+    assert proc.returncode == 9
     assert one_error_line(proc) == "repairtool: error: Unknown flight id no-such-flight"
 
 
@@ -127,4 +147,4 @@ def test_token_in_flightmap_is_masked_in_show(stairway_db: Engine) -> None:
 def test_help_documents_exit_codes(argv: list[str]) -> None:
     proc = run(*argv)
     assert proc.returncode == 0
-    assert "exit codes:" in proc.stdout and "4  database unreachable" in proc.stdout
+    assert "exit codes:" in proc.stdout and "4  DB_UNREACHABLE" in proc.stdout

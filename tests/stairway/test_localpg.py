@@ -103,3 +103,44 @@ def test_binaries_the_server_user_cannot_reach_are_copied_with_their_libraries()
     finally:
         shutil.rmtree(private, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_port_taken_between_check_and_bind_is_retried_on_another_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from repairtool import localpg
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken])
+    real_free_port = localpg._free_port
+    # the first "free" port is taken by the time Postgres binds it (another process raced us)
+    monkeypatch.setattr(localpg, "_free_port", lambda: next(ports, None) or real_free_port())
+    monkeypatch.setattr(localpg, "_port_free", lambda port: True)
+    state = Path(tempfile.mkdtemp(prefix="stairway-ops-lpg-"))
+    os.chmod(state, 0o711)
+    local = LocalPostgres(state)
+    try:
+        server = local.start()
+        assert server.port != taken
+        assert local.status().running
+    finally:
+        squatter.close()
+        local.destroy()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_grpc_fork_noise_is_not_taken_for_the_tool_s_message() -> None:
+    from repairtool.localpg import _is_tool_line
+
+    noise = (
+        "E1201 15:09:57.122660    8948 ev_epoll1_linux.cc:373] (event_engine) Epoll1Poller:"
+        "0x55a952fa97a0 encountered epoll_wait error: Bad file descriptor"
+    )
+    assert not _is_tool_line(noise)
+    assert not _is_tool_line("   ")
+    assert _is_tool_line("pg_ctl: could not start server")

@@ -28,20 +28,12 @@ from typing import IO
 
 from opskit.events import Level, Reporter
 from opskit.journal import CommandRecord, redact
+from repairtool.clock import rfc3339, utcnow
 
 #: how many output lines a record keeps (the full output is in the command's log file)
 TAIL_LINES = 25
 #: one output line is cut at this many characters in the tail
 TAIL_WIDTH = 400
-
-
-def rfc3339(t: dt.datetime) -> str:
-    """``2026-11-29T01:30:00.123Z``: the journal's time format."""
-    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def join(argv: Sequence[str]) -> str:
@@ -51,12 +43,14 @@ def join(argv: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """A finished command: its record, and its (masked) output for parsing."""
+    """A finished command: its record, its (masked) stdout — read back only when it is a
+    machine-readable document — and where its whole output was logged."""
 
     record: CommandRecord
     stdout: str
     output: str
     timed_out: bool = False
+    log: Path | None = None
 
     @property
     def rc(self) -> int | None:
@@ -287,7 +281,8 @@ class CommandLog:
             with contextlib.suppress(ValueError):
                 self._running.remove(running)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        (self.log_dir / f"{n:02d}-{running.id}.log").write_text(
+        log = self.log_dir / f"{n:02d}-{running.id}.log"
+        log.write_text(
             f"$ {running.command}\n" + "\n".join(lines) + f"\n# rc={rc} {duration:.1f}s\n"
         )
         level: Level = "info" if rc == 0 else "warn"
@@ -299,7 +294,7 @@ class CommandLog:
             rc=rc,
             duration_s=duration,
         )
-        return CommandResult(record, self.mask(stdout), "\n".join(lines), timed_out)
+        return CommandResult(record, self.mask(stdout), "\n".join(lines), timed_out, log)
 
     def stop_all(self) -> None:
         """Stop (and record) every command still running."""

@@ -1,5 +1,5 @@
-"""Where an experiment runs (:class:`LocalStage`: a sandbox of its own; :class:`GkeStage`: an
-env's namespace) and the runner's own database access (:class:`ExperimentDb`).
+"""Where an experiment runs: :class:`LocalStage` (a sandbox of its own) or :class:`GkeStage`
+(an env's namespace).
 
 Both stages give the runner the same things: a :class:`~opskit.platform.Platform` (the code
 ``inv kill-pod`` and ``inv logs`` use), the Stairway database as a
@@ -18,170 +18,32 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import Connection, Engine, create_engine, text
 
 from opskit import paths
 from opskit.dbproxy import DbTarget
 from opskit.envs import Env
 from opskit.errors import Unavailable, UsageError
 from opskit.events import Reporter
-from opskit.experiment import ExperimentDefinition
-from opskit.experiment_commands import CommandLog, CommandResult, join
+from opskit.experiment.commands import CommandLog, CommandResult, join
+from opskit.experiment.definition import ExperimentDefinition
 from opskit.journal import DbTarget as JournalDbTarget
 from opskit.journal import EnvInfo
+from opskit.local import LocalPlatform
 from opskit.platform import GkePlatform, Platform
+from opskit.render import render
+from repairtool.localpg import LocalPostgresError, find_binaries
+from repairtool.stairway.schema import EngineVersion
+from sandbox.config import SandboxConfig
+from sandbox.lifecycle import destroy, down, status
 
-#: the runner's own connections to the Stairway database (``pg_stat_activity.application_name``)
-APPLICATION_NAME = "stairway-ops experiment"
 #: the work-queue ack deadline of an experiment's sandbox (the emulator's minimum): a message the
 #: engine did not ack comes back after this long (the 2021 ``did not resume flight`` line)
 ACK_DEADLINE_SECONDS = 10
-
-# -- SQL evidence (attempts[].sql_evidence[]; names from opskit.journal.SQL_NAMES) ---------------
-SQL_NON_TERMINAL = (
-    "SELECT flightid, status, stairway_id, class_name, submit_time\n"
-    "FROM flight\n"
-    "WHERE status NOT IN ('SUCCESS', 'ERROR', 'FATAL')\n"
-    "ORDER BY submit_time"
-)
-SQL_INSTANCES = "SELECT stairway_name, stairway_id FROM stairwayinstance ORDER BY stairway_name"
-SQL_FLIGHT_LOG = (
-    "SELECT log_time, step_index, direction, succeeded, rerun\n"
-    "FROM flightlog\n"
-    "WHERE flightid = '{flight_id}'\n"
-    "ORDER BY log_time"
-)
-SQL_UNOWNED = (
-    "SELECT flightid, status, class_name, submit_time\n"
-    "FROM flight\n"
-    "WHERE status IN ('READY', 'QUEUED') AND stairway_id IS NULL\n"
-    "ORDER BY submit_time"
-)
-#: cut every client connection of the Stairway database but psql's own: the service's first,
-#: each waited for (up to 5 s), then the tools' (``stairway-ops …``, ``repairtool``)
-SQL_TERMINATE = (
-    "SELECT pid, application_name, state, wait_event_type,"
-    " pg_terminate_backend(pid, 5000) AS terminated"
-    " FROM pg_stat_activity"
-    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    " AND backend_type = 'client backend'"
-    " ORDER BY application_name LIKE 'stairway-ops%' OR application_name = 'repairtool', pid"
-)
-
-Scalar = str | int | float | bool | None
-
-
-def scalar(value: Any) -> Scalar:
-    """A database value as a JSON scalar (times as ``YYYY-MM-DD HH:MM:SS.mmm``)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
-    return str(value)
-
-
-def psql_command(target: DbTarget, sql: str) -> str:
-    """``psql "host=… user=…" -c "SQL"`` (no password in it: psql gets ``PGPASSWORD``)."""
-    if any(ch in sql for ch in '"$`\\'):
-        raise ValueError('SQL for a psql -c argument must not contain " $ ` or \\')
-    return f'{target.psql_line()} -c "{sql}"'
-
-
-class ExperimentDb:
-    """The runner's connections to the Stairway database (read-only, except for the row lock
-    of the ``drop-db-connections`` method). Connections cut under it are replaced (pre-ping)."""
-
-    def __init__(self, target: DbTarget) -> None:
-        self.target = target
-        self.engine: Engine = create_engine(
-            target.sqlalchemy_url(),
-            pool_size=2,
-            max_overflow=2,
-            pool_pre_ping=True,
-            connect_args={"application_name": APPLICATION_NAME, "connect_timeout": 5},
-        )
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(text(sql), dict(params or {})).mappings()]
-
-    def evidence(self, sql: str) -> tuple[tuple[str, ...], tuple[tuple[Scalar, ...], ...]]:
-        """Run one evidence query: its columns and rows as JSON scalars."""
-        with self.engine.connect() as conn:
-            result = conn.execute(text(sql))
-            columns = tuple(result.keys())
-            rows = tuple(tuple(scalar(v) for v in row) for row in result.all())
-        return columns, rows
-
-    def now(self) -> dt.datetime:
-        """The database's ``LOCALTIMESTAMP`` (what ``submit_time`` is compared with)."""
-        with self.engine.connect() as conn:
-            value = conn.execute(text("SELECT LOCALTIMESTAMP")).scalar()
-        assert isinstance(value, dt.datetime)
-        return value
-
-    def new_flight(self, flight_class: str, since: dt.datetime) -> dict[str, Any] | None:
-        found = self.rows(
-            "SELECT flightid, stairway_id, status, submit_time FROM flight"
-            " WHERE class_name = :cls AND submit_time >= :since ORDER BY submit_time LIMIT 1",
-            {"cls": flight_class, "since": since},
-        )
-        return found[0] if found else None
-
-    def flight(self, flight_id: str) -> dict[str, Any] | None:
-        found = self.rows(
-            "SELECT flightid, status, stairway_id, class_name, submit_time, completed_time"
-            " FROM flight WHERE flightid = :f",
-            {"f": flight_id},
-        )
-        return found[0] if found else None
-
-    def steps(self, flight_id: str) -> list[tuple[int, str]]:
-        return [
-            (int(r["step_index"]), str(r["direction"] or "DO"))
-            for r in self.rows(
-                "SELECT step_index, direction FROM flightlog WHERE flightid = :f ORDER BY log_time",
-                {"f": flight_id},
-            )
-        ]
-
-    @contextlib.contextmanager
-    def row_lock(self, flight_id: str) -> Iterator[tuple[Connection, int]]:
-        """Hold ``SELECT … FOR UPDATE`` on the flight's row; yields (connection, backend pid).
-        The connection is invalidated afterwards (it is expected to be cut under us)."""
-        conn = self.engine.connect()
-        try:
-            conn.begin()
-            pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
-            conn.execute(
-                text("SELECT flightid FROM flight WHERE flightid = :f FOR UPDATE"),
-                {"f": flight_id},
-            )
-            yield conn, pid
-        finally:
-            with contextlib.suppress(Exception):
-                conn.invalidate()
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def blocked_by(self, pid: int) -> list[dict[str, Any]]:
-        """Backends waiting for a lock ``pid`` holds (the engine's UPDATE of the flight)."""
-        return self.rows(
-            "SELECT pid, application_name, wait_event_type FROM pg_stat_activity"
-            " WHERE :pid = ANY(pg_blocking_pids(pid))",
-            {"pid": pid},
-        )
 
 
 def _rel(path: Path) -> str:
@@ -197,9 +59,8 @@ def _venv_bin() -> Path:
 
 
 def _pg_bin() -> str:
-    with contextlib.suppress(Exception):
-        from repairtool.localpg import find_binaries
-
+    """Where psql is (the project's Postgres binaries), or "" when none is found."""
+    with contextlib.suppress(LocalPostgresError):
         return str(find_binaries().bin_dir)
     return ""
 
@@ -284,8 +145,6 @@ class LocalStage(Stage):
         keep: bool = False,
     ) -> None:
         super().__init__(env, defn, run_dir, rep)
-        from opskit.local import LocalPlatform
-
         self.state_root = (state_root or paths.state_dir() / "experiments" / defn.name).absolute()
         self.sandbox_dir = self.state_root / "sandbox"
         self.keep = keep
@@ -329,8 +188,6 @@ class LocalStage(Stage):
         return join(argv)
 
     def _check_names(self) -> None:
-        from sandbox.config import SandboxConfig
-
         cfg = SandboxConfig()
         s = self.env.service
         pairs = (
@@ -347,8 +204,6 @@ class LocalStage(Stage):
                 )
 
     def deploy(self, cmds: CommandLog) -> CommandResult:
-        from sandbox.lifecycle import down, status
-
         self._check_names()
         if status(self.sandbox_dir).running or (self.sandbox_dir / "sandbox.json").exists():
             self.rep.emit(
@@ -358,8 +213,7 @@ class LocalStage(Stage):
             down(self.sandbox_dir)
         result = cmds.run("deploy", self.deploy_command(), timeout=180)
         if result.rc != 0:
-            last = result.output.strip().splitlines()[-1:] or ["no output"]
-            raise Unavailable(f"the sandbox did not start (exit {result.rc}): {last[0]}")
+            raise Unavailable(f"the sandbox did not start (exit {result.rc}); see {result.log}")
         return result
 
     def service_url(self) -> str:
@@ -410,8 +264,6 @@ class LocalStage(Stage):
         }
 
     def code_changes(self) -> list[str]:
-        from repairtool.stairway.schema import EngineVersion
-
         d = self.defn
         out = [
             f"Sandbox workers write like Stairway {d.engine_version} and read FlightMaps like"
@@ -429,8 +281,6 @@ class LocalStage(Stage):
         return out
 
     def close(self) -> None:
-        from sandbox.lifecycle import destroy
-
         if self.keep:
             self.rep.emit(
                 "experiment.sandbox",
@@ -478,13 +328,9 @@ class GkeStage(Stage):
         )
 
     def server_spec(self) -> dict[str, Any]:
-        from opskit.render import render
-
         return dict(json.loads(render(self.env, "testrunner-server.json.j2")))
 
     def suite(self) -> dict[str, Any]:
-        from opskit.render import render
-
         return dict(json.loads(render(self.env, "testrunner-suite.json.j2")))
 
     def code_changes(self) -> list[str]:
