@@ -98,6 +98,13 @@ def _wrong_token(java_type: str, node: Any) -> Reject:
 
 # --- scalar deserializers (a final class read without a type id) -----------------------------
 
+_TRIMMED = "".join(chr(i) for i in range(0x21))
+
+
+def java_trim(text: str) -> str:
+    """``String.trim()``: drops every character up to U+0020 at both ends (and only those)."""
+    return text.strip(_TRIMMED)
+
 
 def _read_string(node: Any, notes: list[str]) -> str:
     t = type(node)
@@ -134,7 +141,7 @@ def _read_integral(cls: str, node: Any, notes: list[str]) -> str:
         value = int(node)
         notes.append(f"decimal truncated to {cls}")
     elif t is str:
-        text = node.strip()
+        text = java_trim(node)
         if text in ("", "null"):
             notes.append(f"{'empty' if not text else 'textual null'} String read as null")
             return java.NULL
@@ -172,7 +179,7 @@ def _read_floating(cls: str, node: Any, notes: list[str]) -> str:
             notes.append(f"integer read as {cls}")
         return cls
     if t is str:
-        text = node.strip()
+        text = java_trim(node)
         if not text:
             notes.append("empty String read as null")
             return java.NULL
@@ -200,7 +207,7 @@ def _read_boolean(node: Any, notes: list[str]) -> str:
         notes.append("integer coerced to a Boolean")
         return java.BOOLEAN
     if t is str:
-        text = node.strip()
+        text = java_trim(node)
         if text in ("true", "True", "TRUE", "false", "False", "FALSE"):
             notes.append("String coerced to a Boolean")
             return java.BOOLEAN
@@ -306,7 +313,7 @@ def _read_instant(node: Any, notes: list[str]) -> str:
             node,
         )
     if t is str:
-        text = node.strip()
+        text = java_trim(node)
         if not text:
             notes.append("empty String read as null")
             return java.NULL
@@ -360,6 +367,24 @@ def read_pojo(cls: str, node: Any) -> str:
         Stage.READ,
         f"the content of a {cls} wrapper must be a JSON object",
         f"{MISMATCHED}: Cannot construct instance of `{cls}` from {token_word(node)} value",
+        node,
+    )
+
+
+def read_final_pojo(node: Any, t: CatalogType) -> str:
+    """A final class (final POJO, record, Lombok ``@Value``) asked for by its class: Jackson
+    reads it from a plain JSON object and rejects a wrapper (its fields are not checked here)."""
+    if type(node) is dict:
+        return t.java_type
+    if node is None:
+        return java.NULL
+    if type(node) is list:
+        raise _wrong_token(t.java_type, node)
+    raise Reject(
+        Stage.READ,
+        f"a JSON {token_word(node).lower()} value cannot be read as {t.java_type}",
+        f"{MISMATCHED}: Cannot construct instance of `{t.java_type}`: no "
+        f"{token_word(node)}-argument constructor/factory method to deserialize from it",
         node,
     )
 
