@@ -257,20 +257,20 @@ class Catalog:
 
     flights: tuple[FlightSpec, ...] = ()
     source: str = field(default="", compare=False)
+    declared: tuple[CatalogType, ...] = ()
+    """Enums and POJOs values may hold where the code asks for no particular class (the YAML's
+    top-level ``classes:``): whether they are final decides how Jackson writes them."""
     _by_class: dict[str, FlightSpec] = field(init=False, repr=False, compare=False)
     classes: dict[str, CatalogType] = field(init=False, repr=False, compare=False)
-    """The enums and POJOs named anywhere in the catalog, by class."""
+    """The enums and POJOs named anywhere in the catalog (keys and ``classes:``), by class."""
 
     def __post_init__(self) -> None:
         index: dict[str, FlightSpec] = {}
         for spec in self.flights:
             index.setdefault(spec.class_name, spec)
         object.__setattr__(self, "_by_class", index)
-        object.__setattr__(
-            self,
-            "classes",
-            catalog_classes(k.type for spec in self.flights for k in (*spec.input, *spec.working)),
-        )
+        named = [k.type for spec in self.flights for k in (*spec.input, *spec.working)]
+        object.__setattr__(self, "classes", catalog_classes([*self.declared, *named]))
 
     def flight(self, class_name: str) -> FlightSpec | None:
         """The spec of a flight class, or None when the catalog does not know it."""
@@ -320,7 +320,7 @@ def loads_catalog(text: str, source: str = "<string>") -> Catalog:
         raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
     if not isinstance(doc, dict):
         raise CatalogError(f"{source}: a catalog is a mapping with a 'flights' field")
-    unknown = set(doc) - {"version", "flights"}
+    unknown = set(doc) - {"version", "flights", "classes"}
     if unknown:
         raise CatalogError(f"{source}: unknown top-level field {_first(unknown)!r}")
     if doc.get("version", 1) != 1:
@@ -331,7 +331,27 @@ def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     if not isinstance(flights, dict):
         raise CatalogError(f"{source}: 'flights' must map flight class names to their keys")
     specs = tuple(_load_flight(source, name, body) for name, body in flights.items())
-    return Catalog(specs, source)
+    return Catalog(specs, source, _load_classes(source, doc.get("classes")))
+
+
+def _load_classes(source: str, classes: Any) -> tuple[CatalogType, ...]:
+    """``classes: {a.b.Name: {type: pojo, final: true}, a.b.Stage: {type: enum, values: […]}}``"""
+    if classes is None:
+        return ()
+    if not isinstance(classes, dict):
+        raise CatalogError(f"{source}: 'classes' must map class names to enum or pojo types")
+    out = []
+    for name, spec in classes.items():
+        where = f"{source}: classes {name}"
+        if not isinstance(name, str) or not java.is_class_name(name):
+            raise CatalogError(f"{where}: a class must be a Java class name with its package")
+        body = {"type": spec} if isinstance(spec, str) else spec
+        if not isinstance(body, dict) or body.get("type") not in ("enum", "pojo"):
+            raise CatalogError(f"{where}: expected type enum or pojo")
+        if "class" in body:
+            raise CatalogError(f"{where}: the class is the entry's name; leave out 'class'")
+        out.append(_load_type(where, {**body, "class": name}))
+    return tuple(out)
 
 
 def _first(names: set[Any]) -> str:
@@ -472,8 +492,17 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
             if keys:
                 body[section] = {key.key: _dump_key(key) for key in keys}
         flights[spec.class_name] = body or None
+    doc: dict[str, Any] = {"version": 1}
+    if catalog.declared:
+        doc["classes"] = {}
+        for t in catalog.declared:
+            body = _dump_type(t)
+            body = {"type": body} if isinstance(body, str) else body
+            body.pop("class", None)
+            doc["classes"][t.java_class] = body
+    doc["flights"] = flights
     text = yaml.dump(
-        {"version": 1, "flights": flights},
+        doc,
         Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,

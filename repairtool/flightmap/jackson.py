@@ -86,6 +86,11 @@ def loads(text: str) -> tuple[Any, int | None]:
     except ValueError:  # e.g. an integer of more than 4300 digits
         raise JacksonParseError("number too long", None) from None
     if end < len(text) and text[end:].strip(_WS):
+        if type(value) in (int, JsonFloat) and text[end] not in _WS:
+            # a root-level number ends only at whitespace: "5." or "2021-04-05" is malformed
+            raise JacksonParseError("unexpected character after a number", end)
+        if (value is None or type(value) is bool) and (text[end].isalnum() or text[end] == "_"):
+            raise JacksonParseError("unrecognized token", start)  # "truex", "nullable"
         return value, end + len(text[end:]) - len(text[end:].lstrip(_WS))
     return value, None
 
@@ -130,15 +135,16 @@ def parse_legacy_map(text: str) -> dict[str, JsonTree]:
     This is the form of ``flightlog.working_parameters`` (≤0.0.60) and of
     ``flight.input_parameters`` before 2020-02. Raises :class:`JacksonParseError`.
     """
-    return {key: to_typed(node) for key, node in _legacy_items(text).items()}
+    return {key: to_typed(node) for key, node in legacy_items(text).items()}
 
 
 def split_legacy_map(text: str) -> dict[str, str]:
     """Split a legacy whole-map JSON into per-key stored texts (compact, type ids kept)."""
-    return {key: dumps(node) for key, node in _legacy_items(text).items()}
+    return {key: dumps(node) for key, node in legacy_items(text).items()}
 
 
-def _legacy_items(text: str) -> dict[str, Any]:
+def legacy_items(text: str) -> dict[str, Any]:
+    """The parsed values of a legacy whole-map JSON, by key (raises JacksonParseError)."""
     node, _ = loads(text)
     if node is None:
         return {}

@@ -88,8 +88,9 @@ class Container:
     its declared type does not force one (a per-key row's root). ``reads``: the runtime class
     Jackson makes when it reads a wrapper of this class with 0 / 1 / more elements (a reader
     with GuavaModule, Stairway ≥0.0.62); ``""`` where the read fails. ``legacy``: the same for a
-    reader without GuavaModule (≤0.0.61), when it differs. ``nulls``: null elements (or map
-    values) can be read into it.
+    reader without GuavaModule (≤0.0.61), when it differs. ``nulls``: what a read does with null
+    elements (or map values): ``keep`` them, ``refuse`` (the read fails) or ``skip`` them (Guava's
+    map deserializers drop null values, so the size that counts is that of the rest).
     """
 
     name: str
@@ -97,12 +98,15 @@ class Container:
     final: bool
     reads: tuple[str, str, str]
     legacy: tuple[str, str, str] | None = None
-    nulls: bool = True
+    nulls: str = "keep"
 
     def reads_as(self, size: int, guava_module: bool) -> str:
         """The runtime class a read of ``size`` elements makes, ``""`` when the read fails."""
         table = self.reads if guava_module or self.legacy is None else self.legacy
         return table[min(size, 2)]
+
+
+KEEP, REFUSE, SKIP = "keep", "refuse", "skip"
 
 
 def _same(name: str) -> tuple[str, str, str]:
@@ -162,21 +166,23 @@ CONTAINERS: dict[str, Container] = {
         ),
         Container(_I + "List12", LIST_KIND, True, _same(ARRAY_LIST)),
         Container(_I + "ListN", LIST_KIND, True, _same(ARRAY_LIST)),
-        Container(_G + "ImmutableList", LIST_KIND, False, _G_LIST, _NONE, nulls=False),
-        Container(_G + "RegularImmutableList", LIST_KIND, False, _G_LIST, _NONE, nulls=False),
-        Container(_G + "SingletonImmutableList", LIST_KIND, True, _G_LIST, _NONE, nulls=False),
+        Container(_G + "ImmutableList", LIST_KIND, False, _G_LIST, _NONE, nulls=REFUSE),
+        Container(_G + "RegularImmutableList", LIST_KIND, False, _G_LIST, _NONE, nulls=REFUSE),
+        Container(_G + "SingletonImmutableList", LIST_KIND, True, _G_LIST, _NONE, nulls=REFUSE),
         # other collections (neither List nor Set)
         Container(_U + "Collection", COLLECTION_KIND, False, _same(ARRAY_LIST)),
         Container(_U + "Queue", COLLECTION_KIND, False, _same(_U + "LinkedList")),
-        Container(_U + "ArrayDeque", COLLECTION_KIND, False, _same(_U + "ArrayDeque"), nulls=False),
-        Container(_G + "ImmutableCollection", COLLECTION_KIND, False, _G_LIST, _NONE, nulls=False),
+        Container(
+            _U + "ArrayDeque", COLLECTION_KIND, False, _same(_U + "ArrayDeque"), nulls=REFUSE
+        ),
+        Container(_G + "ImmutableCollection", COLLECTION_KIND, False, _G_LIST, _NONE, nulls=REFUSE),
         # sets
         Container(SET, SET_KIND, False, _same(_U + "HashSet")),
-        Container(_U + "SortedSet", SET_KIND, False, _same(_U + "TreeSet"), nulls=False),
-        Container(_U + "NavigableSet", SET_KIND, False, _same(_U + "TreeSet"), nulls=False),
+        Container(_U + "SortedSet", SET_KIND, False, _same(_U + "TreeSet"), nulls=REFUSE),
+        Container(_U + "NavigableSet", SET_KIND, False, _same(_U + "TreeSet"), nulls=REFUSE),
         Container(_U + "HashSet", SET_KIND, False, _same(_U + "HashSet")),
         Container(_U + "LinkedHashSet", SET_KIND, False, _same(_U + "LinkedHashSet")),
-        Container(_U + "TreeSet", SET_KIND, False, _same(_U + "TreeSet"), nulls=False),
+        Container(_U + "TreeSet", SET_KIND, False, _same(_U + "TreeSet"), nulls=REFUSE),
         Container(_C + "EmptySet", SET_KIND, False, (_C + "EmptySet", "", "")),
         Container(_C + "SingletonSet", SET_KIND, False, ("", _C + "SingletonSet", "")),
         Container(_C + "UnmodifiableSet", SET_KIND, False, _same(_C + "UnmodifiableSet")),
@@ -189,9 +195,9 @@ CONTAINERS: dict[str, Container] = {
         ),
         Container(_I + "Set12", SET_KIND, True, _same(_C + "UnmodifiableSet")),
         Container(_I + "SetN", SET_KIND, True, _same(_C + "UnmodifiableSet")),
-        Container(_G + "ImmutableSet", SET_KIND, False, _G_SET, _NONE, nulls=False),
-        Container(_G + "RegularImmutableSet", SET_KIND, True, _G_SET, _NONE, nulls=False),
-        Container(_G + "SingletonImmutableSet", SET_KIND, True, _G_SET, _NONE, nulls=False),
+        Container(_G + "ImmutableSet", SET_KIND, False, _G_SET, _NONE, nulls=REFUSE),
+        Container(_G + "RegularImmutableSet", SET_KIND, True, _G_SET, _NONE, nulls=REFUSE),
+        Container(_G + "SingletonImmutableSet", SET_KIND, True, _G_SET, _NONE, nulls=REFUSE),
         # maps
         Container(MAP, MAP_KIND, False, _same(_U + "LinkedHashMap")),
         Container(_U + "SortedMap", MAP_KIND, False, _same(_U + "TreeMap")),
@@ -199,8 +205,8 @@ CONTAINERS: dict[str, Container] = {
         Container(HASH_MAP, MAP_KIND, False, _same(HASH_MAP)),
         Container(_U + "LinkedHashMap", MAP_KIND, False, _same(_U + "LinkedHashMap")),
         Container(_U + "TreeMap", MAP_KIND, False, _same(_U + "TreeMap")),
-        Container(_U + "Hashtable", MAP_KIND, False, _same(_U + "Hashtable"), nulls=False),
-        Container(_U + "Properties", MAP_KIND, False, _same(_U + "Properties"), nulls=False),
+        Container(_U + "Hashtable", MAP_KIND, False, _same(_U + "Hashtable"), nulls=REFUSE),
+        Container(_U + "Properties", MAP_KIND, False, _same(_U + "Properties"), nulls=REFUSE),
         Container(_U + "IdentityHashMap", MAP_KIND, False, _same(_U + "IdentityHashMap")),
         Container(_U + "WeakHashMap", MAP_KIND, False, _same(_U + "WeakHashMap")),
         Container(
@@ -208,14 +214,14 @@ CONTAINERS: dict[str, Container] = {
             MAP_KIND,
             False,
             _same(_U + "concurrent.ConcurrentHashMap"),
-            nulls=False,
+            nulls=REFUSE,
         ),
         Container(
             _U + "concurrent.ConcurrentMap",
             MAP_KIND,
             False,
             _same(_U + "concurrent.ConcurrentHashMap"),
-            nulls=False,
+            nulls=REFUSE,
         ),
         Container(_C + "EmptyMap", MAP_KIND, False, (_C + "EmptyMap", "", "")),
         Container(_C + "SingletonMap", MAP_KIND, False, ("", _C + "SingletonMap", "")),
@@ -223,25 +229,25 @@ CONTAINERS: dict[str, Container] = {
         Container(_C + "SynchronizedMap", MAP_KIND, False, _same(_C + "SynchronizedMap")),
         Container(_I + "Map1", MAP_KIND, True, _same(_C + "UnmodifiableMap")),
         Container(_I + "MapN", MAP_KIND, True, _same(_C + "UnmodifiableMap")),
-        Container(_G + "ImmutableMap", MAP_KIND, False, _G_MAP, _NONE, nulls=False),
+        Container(_G + "ImmutableMap", MAP_KIND, False, _G_MAP, _NONE, nulls=SKIP),
         Container(
             _G + "RegularImmutableMap",
             MAP_KIND,
             True,
             _G_MAP,
             (_G + "RegularImmutableMap", "", ""),
-            nulls=False,
+            nulls=SKIP,
         ),
-        Container(_G + "ImmutableBiMap", MAP_KIND, False, _G_BIMAP, _NONE, nulls=False),
-        Container(_G + "SingletonImmutableBiMap", MAP_KIND, True, _G_BIMAP, _NONE, nulls=False),
-        Container(_G + "RegularImmutableBiMap", MAP_KIND, False, _G_BIMAP, _NONE, nulls=False),
+        Container(_G + "ImmutableBiMap", MAP_KIND, False, _G_BIMAP, _NONE, nulls=SKIP),
+        Container(_G + "SingletonImmutableBiMap", MAP_KIND, True, _G_BIMAP, _NONE, nulls=SKIP),
+        Container(_G + "RegularImmutableBiMap", MAP_KIND, False, _G_BIMAP, _NONE, nulls=SKIP),
         Container(
             _G + "ImmutableSortedMap",
             MAP_KIND,
             True,
             _same(_G + "ImmutableSortedMap"),
             _NONE,
-            nulls=False,
+            nulls=SKIP,
         ),
     )
 }
@@ -274,6 +280,10 @@ SCALAR_CLASSES = frozenset(
         INSTANT,
     }
 )
+
+#: Classes whose deserializer accepts an explicit null after their type id (``["java.lang.Long",
+#: null]``); for every other class only ``["a.b.C"]`` reads as null.
+NULL_IN_WRAPPER = frozenset({INTEGER, LONG, SHORT, BYTE, BOOLEAN, DOUBLE, FLOAT})
 
 #: Scalar classes that are final (written without a type id at a per-key row's root).
 FINAL_SCALAR_CLASSES = SCALAR_CLASSES - {BIG_INTEGER, BIG_DECIMAL}

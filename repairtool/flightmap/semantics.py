@@ -120,6 +120,15 @@ def _wrapper(node: Any, base: str) -> tuple[str, Any]:
             "`JsonToken.END_ARRAY` after type information and deserialized value",
             node,
         )
+    if len(node) == 2 and node[1] is None and cls not in java.NULL_IN_WRAPPER:
+        # ["a.b.C"] reads null, but an explicit null after a type id only the boxed
+        # number and boolean deserializers accept
+        raise Reject(
+            Stage.READ,
+            f"an explicit null after the type id {shown(cls)}",
+            f"{MISMATCHED}: Cannot deserialize value of type `{shown(cls)}` from Null value",
+            node,
+        )
     return cls, (node[1] if len(node) == 2 else None)
 
 
@@ -203,7 +212,11 @@ def read_container(c: java.Container, value: Any, cx: Context, *, items: bool = 
             value,
         )
     content: Any = value
-    size = len(content)
+    elements = list(content.values()) if shape is dict else content
+    size = len(elements)
+    if c.nulls == java.SKIP and cx.guava:
+        elements = [item for item in elements if item is not None]
+        size = len(elements)  # Guava's map deserializer drops null values
     runtime = c.reads_as(size, cx.guava)
     if not runtime:
         if c.reads_as(size, True):
@@ -213,8 +226,7 @@ def read_container(c: java.Container, value: Any, cx: Context, *, items: bool = 
             reason = f"Jackson cannot make a {c.name} of {size} elements"
             jackson = f"{java.JSON_MAPPING}: cannot deserialize {c.name} of this size"
         raise Reject(Stage.READ, reason, jackson, value)
-    elements = list(content.values()) if shape is dict else content
-    if not c.nulls and any(item is None for item in elements):
+    if c.nulls == java.REFUSE and any(item is None for item in elements):
         raise Reject(
             Stage.READ,
             f"{c.name} does not accept null elements",

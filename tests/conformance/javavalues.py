@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from repairtool.flightmap import CatalogType, ReadAs, TypeKind
 from repairtool.flightmap import java as jv
+from repairtool.flightmap.catalog import catalog_classes
 
 M = "conformance.model."
 
@@ -77,6 +78,9 @@ REF = CatalogType(TypeKind.POJO, java_class=M + "Ref", final=True)
 SNAPSHOT = CatalogType(TypeKind.POJO, java_class=M + "Snapshot", final=True)
 POJOS = (OWNER, REQUEST, ADMIN_REQUEST, FINAL_REQUEST, REF, SNAPSHOT)
 ENUMS = (STAGE, OPERATION)
+#: What a catalog of the "conformance service" declares under ``classes:``.
+DECLARED = (*ENUMS, OWNER, REQUEST, FINAL_REQUEST, REF, SNAPSHOT)
+CLASSES = catalog_classes(DECLARED)
 
 
 def leaf(kind: TypeKind) -> CatalogType:

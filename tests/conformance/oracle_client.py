@@ -195,18 +195,18 @@ class Oracle:
             writer = threading.Thread(target=feed, daemon=True)
             writer.start()
             out: list[dict[str, Any]] = []
-            for i in range(len(requests)):
+            for _ in requests:  # read the whole batch, even past an error
                 line = self._proc.stdout.readline()
                 if not line:
                     raise OracleError(f"the oracle exited: {self._stderr()}")
-                resp = json.loads(line)
-                if resp.get("id") != first + i:
-                    raise OracleError(f"out-of-order response {resp.get('id')} for {first + i}")
-                if "error" in resp:
-                    raise OracleError(f"{resp['error']} (request {requests[i]!r:.500})")
-                out.append(resp)
+                out.append(json.loads(line))
             writer.join()
-            return out
+        for i, resp in enumerate(out):
+            if resp.get("id") != first + i:
+                raise OracleError(f"out-of-order response {resp.get('id')} for {first + i}")
+            if "error" in resp:
+                raise OracleError(f"{resp['error']} (request {requests[i]!r:.500})")
+        return out
 
     # --- convenience wrappers -------------------------------------------------------------
 

@@ -404,6 +404,7 @@ public final class Oracle {
         p.nextToken();
         int start = (int) p.currentTokenLocation().getCharOffset();
         p.skipChildren();
+        p.finishToken(); // a string is parsed lazily: consume it before taking its end
         int end = (int) p.currentLocation().getCharOffset();
         parts.put(key, whole.substring(start, end));
       }
