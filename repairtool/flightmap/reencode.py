@@ -130,6 +130,8 @@ class _Encoder:
                 read_object(node, self.cx)
             except Reject:
                 raise _NoWay from None
+            if self._broken_inside(node):
+                raise _NoWay  # it reads, but into an object that throws when used
             return node
         if kind is TypeKind.OPTIONAL:
             raise _NoWay  # readValue(…, Object.class) never makes an Optional
@@ -146,6 +148,17 @@ class _Encoder:
         if (as_object and kind in _WRAPPED_AS_OBJECT) or (kind is TypeKind.ENUM and t.bodies):
             return [t.java_type, value]
         return value
+
+    def _broken_inside(self, node: Any) -> bool:
+        if self.cx.guava:
+            return False
+        if type(node) is dict:
+            return any(self._broken_inside(v) for v in node.values())
+        if type(node) is list:
+            if node and type(node[0]) is str and node[0] in java.BROKEN_WITHOUT_GUAVA:
+                return True
+            return any(self._broken_inside(v) for v in node)
+        return False
 
     def _pojo(self, node: Any, t: CatalogType, as_object: bool) -> Any:
         if is_wrapper(node) and node[0] in t.accepted_classes and type(node[1]) is dict:
@@ -165,8 +178,10 @@ class _Encoder:
         if is_wrapper(node) and node[0] in t.accepted_classes and type(node[1]) is shape:
             cls, content = node
             known = java.CONTAINERS.get(cls)
-            if known is not None and not known.reads_as(len(content), self.cx.guava):
-                cls = _DEFAULT_CLASS.get(t.kind, java.HASH_MAP)
+            if known is not None and (
+                not known.reads_as(len(content), self.cx.guava) or self._broken_inside([cls, {}])
+            ):
+                cls = _DEFAULT_CLASS.get(t.kind, java.HASH_MAP)  # a class this reader can make
         elif type(node) is shape:
             cls, content = _DEFAULT_CLASS.get(t.kind, java.HASH_MAP), node
         else:

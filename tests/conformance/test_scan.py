@@ -27,7 +27,7 @@ from repairtool.flightmap import Catalog, FlightSpec, KeySpec, ReaderVersion
 from repairtool.localpg import PgServer, create_database, drop_database
 from repairtool.stairway.schema import create_schema
 from tests.conformance.compare import Disagreements, type_label, value_label
-from tests.conformance.conftest import CASES, Tally
+from tests.conformance.conftest import CASES, TALLY, Tally
 from tests.conformance.javavalues import DECLARED, Case, cases, describe, oracle_type
 from tests.conformance.oracle_client import Oracle
 
@@ -272,6 +272,9 @@ def _scanned_flights(batch: list[GeneratedFlight]) -> None:
     found = Disagreements()
     compare_scan(_STATE["oracle"], _STATE["engines"], batch, found)
     _STATE["cases"] += found.cases
+    TALLY.disagreements["decode scan (Postgres, both readers)"] = max(
+        TALLY.disagreements["decode scan (Postgres, both readers)"], sum(found.counts.values())
+    )
     assert not found, found.report()
 
 

@@ -15,7 +15,7 @@ from repairtool.flightmap.scalars import Reject
 from repairtool.flightmap.semantics import Context, read_object
 from repairtool.flightmap.working import per_key_form
 from tests.conformance.compare import Disagreements, value_label
-from tests.conformance.conftest import CASES, Tally
+from tests.conformance.conftest import CASES, TALLY, Tally
 from tests.conformance.javavalues import CLASSES, Case, cases, describe
 from tests.conformance.oracle_client import Oracle
 
@@ -99,6 +99,9 @@ def _conversions(maps: list[list[Case]]) -> None:
     found = Disagreements()
     compare_conversions(_STATE["oracle"], maps, found)
     _STATE["cases"] += found.cases
+    TALLY.disagreements["fromJson conversions"] = max(
+        TALLY.disagreements["fromJson conversions"], sum(found.counts.values())
+    )
     assert not found, found.report()
 
 

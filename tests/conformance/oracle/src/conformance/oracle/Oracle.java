@@ -69,6 +69,15 @@ public final class Oracle {
   /** Stairway ≥0.0.62: GuavaModule added. */
   private final ObjectMapper modern = stairwayMapper(true);
 
+  /** The same modules without default typing, keys sorted: a value's content, for comparing. */
+  private final ObjectMapper canonical =
+      new ObjectMapper()
+          .registerModule(new ParameterNamesModule())
+          .registerModule(new Jdk8Module())
+          .registerModule(new JavaTimeModule())
+          .registerModule(new GuavaModule())
+          .configure(com.fasterxml.jackson.databind.SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS, true);
+
   /**
    * The mapper StairwayMapper.getObjectMapper() builds (§5.1), module for module, except
    * JsonNullableModule (org.openapitools:jackson-databind-nullable), which is not in the local
@@ -152,6 +161,41 @@ public final class Oracle {
             out.put("exists", false);
           }
           return out;
+        }
+      case "reread":
+        {
+          // read `text` as `reader` does for `type`; is it the Java value `value` describes?
+          String reader = request.path("reader").asText();
+          ObjectNode verdict = get(reader, request.get("text").asText(), request.get("type"));
+          if (verdict.get("ok").asBoolean()) {
+            Object read =
+                reader.equals("legacy")
+                    ? legacy.readValue(request.get("text").asText(), Object.class)
+                    : modern.readValue(request.get("text").asText(), javaType(request.get("type")));
+            if (read instanceof Optional) {
+              read = ((Optional<?>) read).orElse(null);
+            }
+            Object original = build(request.get("value"));
+            JsonNode before = request.get("original_text");
+            if (before != null) {
+              // the stored value as the code asks for it, when the typed reader can read it so
+              try {
+                original = modern.readValue(before.asText(), javaType(request.get("type")));
+              } catch (Exception e) {
+                // keep the Java value that was stored
+              }
+            }
+            if (original instanceof Optional) {
+              original = ((Optional<?>) original).orElse(null);
+            }
+            verdict.put("original", canonical.writeValueAsString(original));
+            try {
+              verdict.put("read", canonical.writeValueAsString(read));
+            } catch (Exception e) {
+              verdict.put("read", "\"unusable: " + e.getClass().getName() + "\"");
+            }
+          }
+          return verdict;
         }
       case "get":
         return get(request.path("reader").asText(), request.get("text").asText(), request.get("type"));
