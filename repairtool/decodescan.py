@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from repairtool.detect import Action, Finding, Kind
+from repairtool.detect import Action, Finding, Kind, decode_proposal
 from repairtool.flightmap import Catalog, MapReport, ReaderVersion, decode_map
 from repairtool.flightmap.working import Origin, decode_working_map
 from repairtool.stairway.db import reading
@@ -82,24 +82,21 @@ def _latest_working(
     return m.get("working_parameters"), rows
 
 
-def _finding(row: Any, reports: list[MapReport], origin: Origin | None) -> Finding | None:
+def _finding(
+    row: Any, reports: list[MapReport], origin: Origin | None, reader: ReaderVersion
+) -> Finding | None:
     failures = [f.to_json() for r in reports for f in r.findings]
     if not failures:
         return None
-    terminal = row.status not in NON_TERMINAL
-    if terminal:
-        action = Action.NONE
-    elif all(f["reencodable"] for f in failures if f["source"] == "input") and all(
-        f["source"] == "input" for f in failures
-    ):
-        action = Action.REENCODE
-    else:
-        action = Action.FAIL
     evidence: dict[str, Any] = {"decode_failures": failures}
     if origin is not None:
         evidence["working_map"] = origin
-    if terminal:
+    if row.status not in NON_TERMINAL:
+        action = Action.NONE
         evidence["why"] = f"{row.status}: the engine will not rebuild it; reported only"
+    else:
+        decided, evidence["decode"] = decode_proposal(failures, reader, constructor_failed=False)
+        action = Action.NONE if decided is None else decided
     return Finding(
         Kind.UNDECODABLE,
         row.flightid,
@@ -139,7 +136,7 @@ def scan(
                     )
                     values += len(report.decoded) + len(report.findings)
                     reports.append(report)
-            finding = _finding(row, reports, origin)
+            finding = _finding(row, reports, origin, reader)
             if finding is not None:
                 findings.append(finding)
     return DecodeScan(tuple(findings), flights, values, reader)

@@ -24,9 +24,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
+from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.db import reading
-from repairtool.stairway.version import require_stairway
+from repairtool.stairway.version import column_exists, require_stairway, table_exists
 
 
 class Kind(enum.StrEnum):
@@ -163,7 +164,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
     registered_ids = set(instances.values())
 
     running = [r for r in rows if r.status == "RUNNING"]
-    decode_failures = _decode_inputs(conn, running, options) if options.catalog else {}
+    decode_failures = _decode_flights(conn, running, options) if options.catalog else {}
     findings: list[Finding] = []
     for r in rows:
         progress = last_log.get(r.flightid)
@@ -192,33 +193,33 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     f"owner {r.stairway_id} has no live pod; the engine recovers its flights only"
                     " when a pod listener sees the DELETED event or a pod starts"
                 )
-                findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence))
+                findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence, options.reader))
             elif now - since > options.stalled_after:
                 evidence["why"] = (
                     f"owner {'alive' if owner_live else 'possibly alive'}; no flight log progress"
                     f" for {_age(now, since)} (> {options.stalled_after})"
                 )
-                if failures:
+                if any(f["source"] == "input" for f in blocking(failures)):
                     evidence["pattern"] = (
                         "make-flight failure: the inputs cannot be decoded by the "
                         f"{options.reader.label} reader, so the owner took ownership, failed to"
                         " construct the flight (MakeFlightException) and left it RUNNING;"
                         " resume() never accepts RUNNING"
                     )
-                findings.append(_finding(Kind.STALLED, r, failures, evidence))
+                findings.append(_finding(Kind.STALLED, r, failures, evidence, options.reader))
         elif r.status in ("READY", "READY_TO_RESTART") and r.stairway_id is None:
             if now - since > options.unqueued_after:
                 evidence["why"] = (
                     f"{r.status} and unowned for {_age(now, since)}; only a pod start or a pod"
                     " deletion (recoverReady) queues it"
                 )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
+                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
         elif r.status == "QUEUED" and now - since > options.queue_retention:
             evidence["why"] = (
                 f"QUEUED for {_age(now, since)}, longer than the work-queue retention"
                 f" ({options.queue_retention}); its message has expired"
             )
-            findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
+            findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
     if liveness.live is not None and not options.flight_ids:
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
@@ -261,10 +262,16 @@ def _last_audit(conn: Connection, ids: list[str]) -> dict[str, dt.datetime]:
     )
 
 
-def _finding(kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, Any]) -> Finding:
+def _finding(
+    kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, Any], reader: ReaderVersion
+) -> Finding:
+    decided: Action | None = None
     if failures:
-        # re-encoding lets the flight finish; failing it abandons its work without undo
-        action = Action.REENCODE if all(f["reencodable"] for f in failures) else Action.FAIL
+        decided, ev["decode"] = decode_proposal(
+            failures, reader, constructor_failed=kind is Kind.STALLED
+        )
+    if decided is not None:
+        action = decided
     elif kind is Kind.DEAD_OWNER:
         action = Action.RESUME
     elif kind is Kind.UNQUEUED:
@@ -278,25 +285,85 @@ def _finding(kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, A
     return Finding(kind, r.flightid, r.class_name, r.status, r.stairway_id, action, ev)
 
 
-def _decode_inputs(
+def blocking(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decode failures that stop a resumed flight from finishing: a value the engine cannot
+    rebuild, and an input the flight reads (its constructor may). A working-map value that fails
+    at ``get`` fails only the step that reads it, and the flight undoes."""
+    return [f for f in failures if f.get("when") == "rebuild" or f["source"] == "input"]
+
+
+def _entries(failures: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted({f"{f['source']} {f['key']}" for f in failures}))
+
+
+def decode_proposal(
+    failures: list[dict[str, Any]], reader: ReaderVersion, *, constructor_failed: bool
+) -> tuple[Action | None, str]:
+    """What the engine does when it resumes a flight whose FlightMap entries fail to decode for
+    ``reader``, and what to propose: ``None`` when the failures do not stop a resume.
+
+    ``fail`` (force FATAL, irreversible) only where the engine can neither finish nor undo the
+    flight: it cannot rebuild it, or (``constructor_failed``: the owner took it and never
+    launched it) its constructor fails on an input — and no re-encoding helps.
+    """
+    stops = blocking(failures)
+    label = reader.label
+    if not stops:
+        return None, (
+            f"working-map entries {_entries(failures)} fail when a step asks for them ({label}"
+            " reader): that step fails and the flight undoes, so resuming lets the engine end it"
+        )
+    if all(f["reencodable"] and f["source"] == "input" for f in stops):
+        return Action.REENCODE, (
+            f"re-encoding {_entries(stops)} into the form the {label} reader reads lets the"
+            " engine rebuild and run the flight"
+        )
+    rebuild = [f for f in stops if f.get("when") == "rebuild" and not f["reencodable"]]
+    if rebuild:
+        return Action.FAIL, (
+            f"the engine cannot rebuild this flight: its {label} reader fails on"
+            f" {_entries(rebuild)} while it rebuilds the FlightMaps, inside resume's own"
+            " transaction, so every resume attempt fails and the flight stays READY or QUEUED"
+            " (without a work queue the service fails to start); it can neither finish nor"
+            " undo, and repairtool cannot re-encode it"
+        )
+    stuck = [f for f in stops if not f["reencodable"]]
+    if constructor_failed:
+        return Action.FAIL, (
+            f"its owner took the flight and never launched it: the constructor fails on"
+            f" {_entries(stuck)} ({label} reader), so every resume orphans it again and a flight"
+            " that is never constructed cannot undo; it can neither finish nor undo, and"
+            " repairtool cannot re-encode it"
+        )
+    return Action.NONE, (
+        f"{_entries(stuck)} fails when the flight asks for it ({label} reader) and cannot be"
+        " re-encoded: if its constructor reads it, resuming orphans the flight again; if a step"
+        " does, that step fails and the flight undoes. repairtool cannot tell which; after"
+        " checking the flight class, resume it with --force or fail it with --action fail"
+    )
+
+
+def _decode_flights(
     conn: Connection, flights: list[Any], options: Options
 ) -> dict[str, list[dict[str, Any]]]:
+    """Decode failures of each flight's inputs and of the working map its reader rebuilds."""
     assert options.catalog is not None
+    flights = [f for f in flights if options.catalog.flight(f.class_name) is not None]
     if not flights:
         return {}
+    ids = [f.flightid for f in flights]
     inputs: dict[str, dict[str, str]] = defaultdict(dict)
     for fid, key, value in conn.execute(
         text(
             "SELECT i.flightid, i.key, i.value FROM unnest(CAST(:ids AS varchar[])) AS r(flightid)"
             " JOIN flightinput i ON i.flightid = r.flightid"
         ),
-        {"ids": [f.flightid for f in flights]},
+        {"ids": ids},
     ):
         inputs[fid][key] = value
+    working = _latest_working_maps(conn, ids)
     out: dict[str, list[dict[str, Any]]] = {}
     for f in flights:
-        if options.catalog.flight(f.class_name) is None:
-            continue
         report = decode_map(
             f.flightid,
             f.class_name,
@@ -305,6 +372,39 @@ def _decode_inputs(
             options.reader,
             source="input",
         )
-        if report.findings:
-            out[f.flightid] = [x.to_json() for x in report.findings]
+        failures = [x.to_json() for x in report.findings]
+        latest = working.get(f.flightid)
+        if latest is not None:
+            _, wm = decode_working_map(
+                f.flightid, f.class_name, latest[1], latest[0], options.catalog, options.reader
+            )
+            failures += [x.to_json() for x in wm.findings]
+        if failures:
+            out[f.flightid] = failures
+    return out
+
+
+def _latest_working_maps(
+    conn: Connection, ids: list[str]
+) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """Each flight's newest flightlog row: its ``working_parameters`` and flightworking rows."""
+    has_id = column_exists(conn, "flightlog", "id")
+    heads = conn.execute(
+        text(
+            "SELECT DISTINCT ON (flightid) flightid, working_parameters, "
+            + ("id" if has_id else "NULL::uuid AS id")
+            + " FROM flightlog WHERE flightid = ANY(:ids) ORDER BY flightid, log_time DESC"
+        ),
+        {"ids": ids},
+    ).all()
+    out: dict[str, tuple[str | None, dict[str, str]]] = {
+        h.flightid: (h.working_parameters, {}) for h in heads
+    }
+    by_log = {h.id: h.flightid for h in heads if h.id is not None}
+    if by_log and table_exists(conn, "flightworking"):
+        for log_id, key, value in conn.execute(
+            text("SELECT flightlog_id, key, value FROM flightworking WHERE flightlog_id = ANY(:l)"),
+            {"l": list(by_log)},
+        ):
+            out[by_log[log_id]][1][key] = value
     return out

@@ -375,7 +375,8 @@ def render_plan(plan: Plan, reader: ReaderVersion, reader_source: str) -> None:
     for f in d.findings:
         for failure in f.evidence.get("decode_failures", []):
             print(
-                f"  {f.flight_id} input {failure['key']}: expected {failure['expected']},"
+                f"  {f.flight_id} {failure['source']} {failure['key']}: expected"
+                f" {failure['expected']},"
                 f" found {failure['found']} — {failure['engine_exception']}"
             )
     if plan.changes:
