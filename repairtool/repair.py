@@ -344,7 +344,7 @@ def _apply_one(engine: Engine, change: Change, actor: Actor, queue: WorkQueue | 
             expected_flights=f.evidence.get("running_flights", []),
         )
         results.extend(rec.flights)
-        if rec.outcome is not Outcome.CHANGED:
+        if rec.outcome is not Outcome.CHANGED or rec.remaining:
             return stop(rec.detail)
         return Applied(change, tuple(results), True, rec.detail)
     assert f.flight_id is not None and f.status is not None

@@ -244,6 +244,8 @@ class InstanceRecovery:
     outcome: Outcome
     flights: tuple[MutationResult, ...]
     detail: str = ""
+    remaining: tuple[str, ...] = ()
+    """RUNNING flights that still name the instance; while there are any its row is kept."""
 
 
 def recover_instance(
@@ -319,6 +321,27 @@ def recover_instance(
                     after=after,
                     audit_id=aid,
                 )
+            )
+        remaining = tuple(
+            conn.execute(
+                text(
+                    "SELECT flightid FROM flight WHERE stairway_id = :sid AND status = 'RUNNING'"
+                    " ORDER BY flightid"
+                ),
+                {"sid": sid},
+            ).scalars()
+        )
+        if remaining:
+            # the engine recovers an instance's flights by its id, looked up by name: deleting
+            # the row now would strand these for good
+            return InstanceRecovery(
+                stairway_name,
+                sid,
+                Outcome.CHANGED if rows else Outcome.SKIPPED,
+                tuple(results),
+                f"Disowned {len(rows)} flights for stairway: {sid}; kept the stairwayinstance"
+                f" row: RUNNING flights still name it ({', '.join(remaining)})",
+                remaining,
             )
         conn.execute(text("DELETE FROM stairwayinstance WHERE stairway_id = :sid"), {"sid": sid})
         audit.write(
