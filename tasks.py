@@ -536,6 +536,14 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
         c.run(f"{sys.executable} {BENCHES[name]}{args.get(name, '')}", pty=False)
 
 
+@task(help={"cases": "generated cases for the full-path test (default 20000; CI runs 5000)"})
+def conformance(c: Context, cases: int = 20_000) -> None:
+    """Check every FlightMap verdict repairtool makes against real Jackson (tests/conformance),
+    with new random cases; prints how many were compared and how many disagreed."""
+    env = {"STAIRWAY_CONFORMANCE_CASES": str(cases), "STAIRWAY_CONFORMANCE_RANDOM": "1"}
+    c.run(f"{sys.executable} -m pytest -q tests/conformance", env=env, pty=False)
+
+
 def _local_env(name: str) -> Any:
     e = env_of(name)
     if e.kind != "local":
@@ -613,5 +621,6 @@ ns = Collection(
     experiment,
     runbook,
     bench,
+    conformance,
 )
 ns.add_collection(sandbox_ns)

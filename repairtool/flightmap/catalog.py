@@ -13,6 +13,11 @@ A catalog is YAML (see ``repairtool/catalogs/workspace-manager.yaml`` for a docu
             values: [RAWLS_WORKSPACE, MC_WORKSPACE]
           spendProfileId: {type: string, optional: true}
 
+``final: true`` on a ``pojo`` (a final class, record or Lombok ``@Value``), ``bodies:`` on an
+``enum`` (constants with a class body), the kinds ``set``, ``bigdecimal`` and ``optional``, and a
+top-level ``classes:`` (enums/POJOs values may hold where the code asks for ``Object``) are
+documented in the shipped catalog's header.
+
 Loading is strict: an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
 one-line message names the file, the flight class and the key.
 """

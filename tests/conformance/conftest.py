@@ -19,6 +19,8 @@ from tests.conformance.oracle_client import Oracle, build, missing_prerequisite
 
 #: Generated cases the full-path test compares (``inv conformance --cases N`` raises it).
 CASES = int(os.environ.get("STAIRWAY_CONFORMANCE_CASES", "5000"))
+#: CI replays the same cases (derandomized); ``inv conformance`` draws new ones each run.
+DERANDOMIZE = os.environ.get("STAIRWAY_CONFORMANCE_RANDOM") != "1"
 
 
 @dataclass

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from repairtool.flightmap import CatalogType, Decoded, TypeKind, decode_value, draft_catalog
 from tests.conformance.compare import Disagreements, type_label, value_label
-from tests.conformance.conftest import CASES, TALLY, Tally
+from tests.conformance.conftest import CASES, DERANDOMIZE, TALLY, Tally
 from tests.conformance.javavalues import J, describe, oracle_type, types, values_for
 from tests.conformance.oracle_client import Oracle
 from tests.conformance.test_values import READERS
@@ -125,7 +125,7 @@ _STATE: dict[str, Any] = {}
 @settings(
     max_examples=max(1, CASES // (8 * 3 * 3 * 2 * 3)),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(flight_class(), min_size=8, max_size=8))

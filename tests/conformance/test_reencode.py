@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from repairtool.flightmap import Decoded, ReaderVersion, decode_value, reencode
 from tests.conformance.compare import Disagreements, type_label, value_label
-from tests.conformance.conftest import CASES, TALLY, Tally
+from tests.conformance.conftest import CASES, DERANDOMIZE, TALLY, Tally
 from tests.conformance.javavalues import CLASSES, Case, cases, describe, oracle_type
 from tests.conformance.oracle_client import Oracle
 
@@ -83,7 +83,7 @@ _STATE: dict[str, Any] = {}
 @settings(
     max_examples=max(1, CASES // (BATCH * 2 * 4)),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(

@@ -19,7 +19,7 @@ from sandbox.engine.jackson import (
     write_value,
 )
 from tests.conformance.compare import Disagreements, only_double_digits_differ
-from tests.conformance.conftest import CASES, TALLY, Tally
+from tests.conformance.conftest import CASES, DERANDOMIZE, TALLY, Tally
 from tests.conformance.javavalues import M, strings
 from tests.conformance.oracle_client import Oracle
 
@@ -123,7 +123,7 @@ DOUBLE_DIGITS = [0]
 @settings(
     max_examples=max(1, CASES // (40 * 2 * 5)),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(sandbox_values, min_size=40, max_size=40))

@@ -27,7 +27,7 @@ from repairtool.flightmap import Catalog, FlightSpec, KeySpec, ReaderVersion
 from repairtool.localpg import PgServer, create_database, drop_database
 from repairtool.stairway.schema import create_schema
 from tests.conformance.compare import Disagreements, type_label, value_label
-from tests.conformance.conftest import CASES, TALLY, Tally
+from tests.conformance.conftest import CASES, DERANDOMIZE, TALLY, Tally
 from tests.conformance.javavalues import DECLARED, Case, cases, describe, oracle_type
 from tests.conformance.oracle_client import Oracle
 
@@ -264,7 +264,7 @@ _STATE: dict[str, Any] = {}
 @settings(
     max_examples=max(1, CASES // (FLIGHTS_PER_BATCH * 5)),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(flights, min_size=FLIGHTS_PER_BATCH, max_size=FLIGHTS_PER_BATCH))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from repairtool.flightmap import Decoded, ReaderVersion, decode_value
 from tests.conformance.compare import Disagreements, type_label, value_label
-from tests.conformance.conftest import CASES, TALLY, Tally
+from tests.conformance.conftest import CASES, DERANDOMIZE, TALLY, Tally
 from tests.conformance.javavalues import CLASSES, Case, cases, describe, oracle_type
 from tests.conformance.oracle_client import Oracle
 
@@ -67,7 +67,7 @@ def compare_values(oracle: Oracle, batch: list[tuple[Case, str]], found: Disagre
 @settings(
     max_examples=max(1, CASES // (BATCH * 2)),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(

@@ -15,7 +15,7 @@ from repairtool.flightmap.scalars import Reject
 from repairtool.flightmap.semantics import Context, read_object
 from repairtool.flightmap.working import per_key_form
 from tests.conformance.compare import Disagreements, value_label
-from tests.conformance.conftest import CASES, TALLY, Tally
+from tests.conformance.conftest import CASES, DERANDOMIZE, TALLY, Tally
 from tests.conformance.javavalues import CLASSES, Case, cases, describe
 from tests.conformance.oracle_client import Oracle
 
@@ -91,7 +91,7 @@ _STATE: dict[str, Any] = {}
 @settings(
     max_examples=max(1, CASES // (MAPS_PER_BATCH * 3 * 4)),
     deadline=None,
-    derandomize=True,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(_maps())
