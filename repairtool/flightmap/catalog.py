@@ -109,6 +109,21 @@ _JAVA_TYPES = {
 UNNAMED_FINAL_CLASS = "<a final class>"
 
 
+def catalog_classes(types: Iterable[CatalogType]) -> dict[str, CatalogType]:
+    """The enum and POJO classes named anywhere in ``types`` (a POJO also under the subclasses
+    it lists), for reading their type ids where the requested type does not name them."""
+    out: dict[str, CatalogType] = {}
+    for top in types:
+        for t in top.walk():
+            if t.kind is TypeKind.ENUM and t.java_class:
+                out.setdefault(t.java_class, t)
+            elif t.kind is TypeKind.POJO:
+                for name in (t.java_class, *t.classes):
+                    if name:
+                        out.setdefault(name, t)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogType:
     """One expected type. ``element`` is a list's or set's element or a map's value type
@@ -136,6 +151,8 @@ class CatalogType:
     """The enum constants of this type and its element types (names from the catalog)."""
     is_final: bool = field(init=False, repr=False, compare=False)
     """Jackson treats the requested class as final: no type id is written or expected."""
+    named_classes: dict[str, CatalogType] = field(init=False, repr=False, compare=False)
+    """The enums and POJOs this type names (itself and its element types), by class."""
     _rendered: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -156,6 +173,7 @@ class CatalogType:
             or (self.kind is TypeKind.POJO and self.final),
         )
         set_field(self, "java_type", self._make_java_type())
+        set_field(self, "named_classes", catalog_classes([self]))
         set_field(self, "accepted_classes", self._accepted_classes())
         set_field(self, "all_values", frozenset(v for t in self.walk() for v in t.values))
         set_field(self, "_rendered", self._render())
@@ -214,21 +232,6 @@ class CatalogType:
 
 
 ANY = CatalogType(TypeKind.ANY)
-
-
-def catalog_classes(types: Iterable[CatalogType]) -> dict[str, CatalogType]:
-    """The enum and POJO classes named anywhere in ``types`` (a POJO also under the subclasses
-    it lists), for reading their type ids where the requested type does not name them."""
-    out: dict[str, CatalogType] = {}
-    for top in types:
-        for t in top.walk():
-            if t.kind is TypeKind.ENUM and t.java_class:
-                out.setdefault(t.java_class, t)
-            elif t.kind is TypeKind.POJO:
-                for name in (t.java_class, *t.classes):
-                    if name:
-                        out.setdefault(name, t)
-    return out
 
 
 @dataclass(frozen=True, slots=True)

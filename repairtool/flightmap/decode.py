@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .catalog import ANY, SOURCES, Catalog, CatalogType, Source, catalog_classes
+from .catalog import ANY, SOURCES, Catalog, CatalogType, Source
 from .errors import JacksonParseError
 from .jackson import JsonTree, loads, to_typed
 from .reader import ReaderVersion
@@ -139,7 +139,7 @@ def decode_value(
             node, trailing = loads(text)
         except JacksonParseError as err:
             return _malformed(err, expected, reader, flight_id, key, source)
-        cx = context(reader, catalog_classes([expected]) if classes is None else classes)
+        cx = context(reader, expected.named_classes if classes is None else classes)
         if trailing is not None:
             cx.notes.append(f"text after char {trailing} ignored (Jackson reads the first value)")
         try:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import java
-from .catalog import ANY, CONTAINER_KINDS, CatalogType, ReadAs, TypeKind, catalog_classes
+from .catalog import ANY, CONTAINER_KINDS, CatalogType, ReadAs, TypeKind
 from .errors import JacksonParseError
 from .jackson import JsonFloat, dumps, is_wrapper, java_double_text, loads
 from .reader import ReaderVersion
@@ -61,7 +61,7 @@ NOT_REENCODABLE: Any = object()
 def _context(
     reader: ReaderVersion, classes: Mapping[str, CatalogType] | None, t: CatalogType
 ) -> Context:
-    known = classes if classes is not None else catalog_classes([t])
+    known = classes if classes is not None else t.named_classes
     return Context(guava=reader is not ReaderVersion.LEGACY, classes=known)
 
 

@@ -317,22 +317,6 @@ def _read_array_element(component: str, item: Any, cx: Context) -> None:
 _NATURAL = {str: java.STRING, bool: java.BOOLEAN, JsonFloat: java.DOUBLE, float: java.DOUBLE}
 
 
-def _instance_of(runtime: str, t: CatalogType) -> bool:
-    """``t``'s class ``isInstance`` of an object of class ``runtime``."""
-    kind = t.kind
-    if kind is TypeKind.ANY:
-        return True
-    if kind is TypeKind.LIST:
-        return runtime in java.LIST_CLASSES or runtime in t.classes
-    if kind is TypeKind.SET:
-        return runtime in java.SET_CLASSES or runtime in t.classes
-    if kind is TypeKind.MAP:
-        return runtime in java.MAP_CLASSES or runtime in t.classes
-    if kind is TypeKind.OPTIONAL:
-        return False  # readValue(…, Object.class) never makes an Optional
-    return runtime in t.accepted_classes
-
-
 def check_object(node: Any, t: CatalogType, cx: Context) -> str:
     """``readValue(node, Object.class)`` then ``t``'s ``isInstance`` (and its elements')."""
     natural = _NATURAL.get(type(node))
@@ -341,7 +325,7 @@ def check_object(node: Any, t: CatalogType, cx: Context) -> str:
     runtime = read_object(node, cx)
     if runtime == java.NULL or t.kind is TypeKind.ANY:
         return runtime
-    if not _instance_of(runtime, t):
+    if runtime not in t.accepted_classes:  # isInstance (Optional: never an Object read's class)
         runtime_shown = shown(runtime)
         reject = Reject(
             Stage.INSTANCE,
