@@ -78,7 +78,9 @@ class _Seen:
             instant = _SECONDS_NANOS.fullmatch(node.text) or node.text == "0.0"
             self.forms["seconds.nanos" if instant else "double"] += 1
         elif t is dict:
-            self.forms["plain object"] += 1
+            # immutable maps (Map.of, Guava) refuse null values: with a null field it is a class
+            nulls = root and any(v is None for v in node.values())
+            self.forms["plain object with a null field" if nulls else "plain object"] += 1
         elif is_wrapper(node) and java.is_class_name(node[0]):
             if root and _final_at_root(node[0], node[1]):
                 self.root_final.add(node[0])
@@ -275,6 +277,16 @@ def _from_form(form: str, entry: _Seen) -> _Guess:
     if form == "array":
         return _Guess(
             ANY, True, ("a Java array with a type id: the catalog cannot express arrays",)
+        )
+    if form == "plain object with a null field":
+        return _Guess(
+            CatalogType(TypeKind.POJO, final=True),
+            True,
+            (
+                "plain JSON object with a null field: a final class (a record, a final POJO, a"
+                " Lombok @Value; immutable maps refuse nulls) whose name rows do not show —"
+                " ≥0.0.61 reads it, ≤0.0.60 cannot; add class: … to re-encode it for ≤0.0.60",
+            ),
         )
     if form == "plain object":
         return _Guess(

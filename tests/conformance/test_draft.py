@@ -94,7 +94,14 @@ def compare_draft(
             items.append((cls, key, text, reader, keyspec.type, truth_types[(cls, key)]))
     requests = []
     for _, _, text, reader, mine, true in items:
-        requests += [(reader, text, oracle_type(mine)), (reader, text, oracle_type(true))]
+        asked = mine
+        if mine.kind is TypeKind.POJO and not mine.java_class:
+            # "a final class whose name rows do not show": the oracle asks for the real one,
+            # which must be a final class for the draft to be right
+            asked = true
+            if not (true.kind is TypeKind.POJO and true.is_final):
+                found.add("drafted a final class for what is not one", text[:160])
+        requests += [(reader, text, oracle_type(asked)), (reader, text, oracle_type(true))]
     verdicts = iter(oracle.get(requests))
     values = {
         (f"conformance.flight.Drafted{n}Flight", k.key): k.values

@@ -147,3 +147,27 @@ def test_catalog_format_errors_name_the_problem(text: str, message: str) -> None
 
     with pytest.raises(CatalogError, match=message):
         loads_catalog(text)
+
+
+def test_draft_infers_a_final_class_where_rows_prove_it() -> None:
+    from repairtool.flightmap import TypeKind, draft_catalog
+
+    rows = [
+        ("a.b.F", "snap", '{"name":"s","version":2,"owner":null}'),  # a null field: a class
+        ("a.b.F", "snap", '{"name":"t","version":3,"owner":null}'),
+        ("a.b.F", "labels", '{"env":"dev"}'),  # a record, or an immutable map: rows cannot tell
+        ("a.b.F", "op", '["a.b.Op","NOOP"]'),  # an enum seen with and without a type id
+        ("a.b.F", "op", '"CREATE"'),
+    ]
+    keys = draft_catalog(rows).flights[0].keys("input")
+    snap = keys["snap"]
+    assert snap.type.kind is TypeKind.POJO and snap.type.is_final and snap.inferred
+    assert "add class:" in snap.note
+    assert keys["labels"].type.kind is TypeKind.ANY and "immutable map" in keys["labels"].note
+    op = keys["op"].type
+    assert (op.kind, op.values, op.bodies, op.is_final) == (
+        TypeKind.ENUM,
+        ("CREATE", "NOOP"),
+        ("CREATE",),
+        False,
+    )
