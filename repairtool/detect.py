@@ -139,11 +139,17 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
         params["ids"] = list(options.flight_ids)
     # One statement, as the floor query would be: the non-terminal flights (one scan of
     # `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1).
+    # With a catalog the same row also gives the working map's source (§5.5): its
+    # working_parameters and the id its flightworking rows hang off.
+    working = ""
+    if options.catalog is not None:
+        log_id = "id" if column_exists(conn, "flightlog", "id") else "NULL::uuid"
+        working = f", working_parameters, {log_id} AS log_id"
     rows = conn.execute(
         text(
             "SELECT f.flightid, f.class_name, f.status, f.stairway_id, f.submit_time,"
-            " l.log_time, l.step_index FROM flight f LEFT JOIN LATERAL (SELECT log_time,"
-            " step_index FROM flightlog WHERE flightid = f.flightid ORDER BY log_time DESC"
+            f" l.* FROM flight f LEFT JOIN LATERAL (SELECT log_time, step_index{working}"
+            " FROM flightlog WHERE flightid = f.flightid ORDER BY log_time DESC"
             " LIMIT 1) l ON true WHERE "
             + " AND ".join(f"f.{w}" for w in where)
             + " ORDER BY f.submit_time, f.flightid"
@@ -361,7 +367,7 @@ def _decode_flights(
         {"ids": ids},
     ):
         inputs[fid][key] = value
-    working = _latest_working_maps(conn, ids)
+    working = _latest_working_maps(conn, flights)
     out: dict[str, list[dict[str, Any]]] = {}
     for f in flights:
         report = decode_map(
@@ -374,7 +380,7 @@ def _decode_flights(
         )
         failures = [x.to_json() for x in report.findings]
         latest = working.get(f.flightid)
-        if latest is not None:
+        if latest is not None and (latest[0] is not None or latest[1]):
             _, wm = decode_working_map(
                 f.flightid, f.class_name, latest[1], latest[0], options.catalog, options.reader
             )
@@ -385,22 +391,14 @@ def _decode_flights(
 
 
 def _latest_working_maps(
-    conn: Connection, ids: list[str]
+    conn: Connection, flights: list[Any]
 ) -> dict[str, tuple[str | None, dict[str, str]]]:
-    """Each flight's newest flightlog row: its ``working_parameters`` and flightworking rows."""
-    has_id = column_exists(conn, "flightlog", "id")
-    heads = conn.execute(
-        text(
-            "SELECT DISTINCT ON (flightid) flightid, working_parameters, "
-            + ("id" if has_id else "NULL::uuid AS id")
-            + " FROM flightlog WHERE flightid = ANY(:ids) ORDER BY flightid, log_time DESC"
-        ),
-        {"ids": ids},
-    ).all()
+    """Each flight's newest flightlog row (read with it by `detect_in`): its
+    ``working_parameters`` and flightworking rows."""
     out: dict[str, tuple[str | None, dict[str, str]]] = {
-        h.flightid: (h.working_parameters, {}) for h in heads
+        f.flightid: (f.working_parameters, {}) for f in flights if f.log_time is not None
     }
-    by_log = {h.id: h.flightid for h in heads if h.id is not None}
+    by_log = {f.log_id: f.flightid for f in flights if f.log_id is not None}
     if by_log and table_exists(conn, "flightworking"):
         for log_id, key, value in conn.execute(
             text("SELECT flightlog_id, key, value FROM flightworking WHERE flightlog_id = ANY(:l)"),
