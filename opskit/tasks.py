@@ -488,6 +488,23 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
 
 
 @ops_task(
+    help={"cases": "generated cases for the full-path test (default 20000; CI runs 5000)"},
+)
+def conformance(c: Context, cases: int = 20_000) -> None:
+    """Check every FlightMap verdict repairtool makes against real Jackson (tests/conformance)
+    with new random cases; prints how many were compared and how many disagreed."""
+    if cases < 1:
+        raise UsageError(f"--cases {cases}: a whole number >= 1")
+    env = {"STAIRWAY_CONFORMANCE_CASES": str(cases), "STAIRWAY_CONFORMANCE_RANDOM": "1"}
+    with c.cd(str(paths.PROJECT_ROOT)):
+        result = c.run(
+            f"{sys.executable} -m pytest -q tests/conformance", env=env, pty=False, warn=True
+        )
+    if result is not None and result.failed:
+        raise OperationFailed(f"the conformance suite failed (pytest exit {result.exited})")
+
+
+@ops_task(
     help={
         "only": "soak names or prefixes: race, faults, fuzz, secrets (default: all)",
         "scale": "fraction of the full trial counts (default: 1.0)",
@@ -588,6 +605,6 @@ sandbox_ns.add_task(sandbox_status, name="status")
 #: the collection (the root ``tasks.py`` re-exports it for ``inv``)
 ns = Collection(
     envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment,
-    runbook, bench, soak,
+    runbook, bench, conformance, soak,
 )  # fmt: skip
 ns.add_collection(sandbox_ns)

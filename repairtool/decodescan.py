@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from repairtool.detect import Action, Finding, Kind
-from repairtool.flightmap import Catalog, MapReport, ReaderVersion, decode_map, split_legacy_map
-from repairtool.flightmap.errors import FlightMapError
+from repairtool.detect import Action, Finding, Kind, decode_proposal
+from repairtool.flightmap import Catalog, MapReport, ReaderVersion, decode_map
+from repairtool.flightmap.working import Origin, decode_working_map
 from repairtool.stairway.db import reading
-from repairtool.stairway.version import require_stairway
+from repairtool.stairway.version import require_stairway, table_exists
 
 NON_TERMINAL = ("RUNNING", "READY", "READY_TO_RESTART", "QUEUED", "WAITING")
 
@@ -36,10 +36,11 @@ def _flight_rows(conn: Connection, flight_ids: tuple[str, ...], all_flights: boo
         where, params = "", {}
     else:
         where, params = "WHERE f.status = ANY(:st)", {"st": list(NON_TERMINAL)}
+    # LEFT JOIN: a flight without inputs still has a working map to check
     return conn.execution_options(stream_results=True, yield_per=5000).execute(
         text(
             "SELECT f.flightid, f.class_name, f.status, f.stairway_id, i.key, i.value"
-            f" FROM flight f JOIN flightinput i ON i.flightid = f.flightid {where}"
+            f" FROM flight f LEFT JOIN flightinput i ON i.flightid = f.flightid {where}"
             " ORDER BY f.flightid, i.key"
         ),
         params,
@@ -54,50 +55,48 @@ def _grouped(rows: Any) -> Iterator[tuple[Any, dict[str, str]]]:
             yield current, values
             values = {}
         current = row
-        values[row.key] = row.value
+        if row.key is not None:
+            values[row.key] = row.value
     if current is not None:
         yield current, values
 
 
-def _latest_working(conn: Connection, flight_id: str) -> dict[str, str]:
+def _latest_working(
+    conn: Connection, flight_id: str, has_flightworking: bool
+) -> tuple[str | None, dict[str, str]] | None:
+    """The newest flightlog row's ``working_parameters`` and flightworking rows; None when the
+    flight has logged no step (its working map is the empty one it started with)."""
     head = conn.execute(
         text("SELECT * FROM flightlog WHERE flightid = :id ORDER BY log_time DESC LIMIT 1"),
         {"id": flight_id},
     ).first()
     if head is None:
-        return {}
+        return None
     m = head._mapping
-    if m.get("id") is not None:
-        rows = conn.execute(
+    rows: dict[str, str] = {}
+    if has_flightworking and m.get("id") is not None:
+        found = conn.execute(
             text("SELECT key, value FROM flightworking WHERE flightlog_id = :l"), {"l": m["id"]}
-        ).all()
-        if rows:
-            return {k: v for k, v in rows}  # noqa: C416 - rows, not a mapping
-    legacy = m.get("working_parameters")
-    if legacy:
-        try:
-            return split_legacy_map(legacy)
-        except FlightMapError:
-            return {"<working_parameters>": legacy}
-    return {}
+        )
+        rows = {key: value for key, value in found}  # noqa: C416 - rows, not a mapping
+    return m.get("working_parameters"), rows
 
 
-def _finding(row: Any, reports: list[MapReport]) -> Finding | None:
+def _finding(
+    row: Any, reports: list[MapReport], origin: Origin | None, reader: ReaderVersion
+) -> Finding | None:
     failures = [f.to_json() for r in reports for f in r.findings]
     if not failures:
         return None
-    terminal = row.status not in NON_TERMINAL
-    if terminal:
-        action = Action.NONE
-    elif all(f["reencodable"] for f in failures if f["source"] == "input") and all(
-        f["source"] == "input" for f in failures
-    ):
-        action = Action.REENCODE
-    else:
-        action = Action.FAIL
     evidence: dict[str, Any] = {"decode_failures": failures}
-    if terminal:
+    if origin is not None:
+        evidence["working_map"] = origin
+    if row.status not in NON_TERMINAL:
+        action = Action.NONE
         evidence["why"] = f"{row.status}: the engine will not rebuild it; reported only"
+    else:
+        decided, evidence["decode"] = decode_proposal(failures, reader, constructor_failed=False)
+        action = Action.NONE if decided is None else decided
     return Finding(
         Kind.UNDECODABLE,
         row.flightid,
@@ -123,18 +122,21 @@ def scan(
     flights = values = 0
     with reading(engine) as conn, reading(engine) as side:
         require_stairway(conn)
+        has_flightworking = table_exists(conn, "flightworking")
         for row, inputs in _grouped(_flight_rows(conn, flight_ids, all_flights)):
             flights += 1
             values += len(inputs)
             reports = [decode_map(row.flightid, row.class_name, inputs, catalog, reader, "input")]
+            origin: Origin | None = None
             if working and row.status in NON_TERMINAL:
-                wm = _latest_working(side, row.flightid)
-                values += len(wm)
-                if wm:
-                    reports.append(
-                        decode_map(row.flightid, row.class_name, wm, catalog, reader, "working")
+                latest = _latest_working(side, row.flightid, has_flightworking)
+                if latest is not None:
+                    origin, report = decode_working_map(
+                        row.flightid, row.class_name, latest[1], latest[0], catalog, reader
                     )
-            finding = _finding(row, reports)
+                    values += len(report.decoded) + len(report.findings)
+                    reports.append(report)
+            finding = _finding(row, reports, origin, reader)
             if finding is not None:
                 findings.append(finding)
     return DecodeScan(tuple(findings), flights, values, reader)

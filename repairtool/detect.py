@@ -43,12 +43,13 @@ from sqlalchemy import Connection, Engine, text
 
 from repairtool.clock import rfc3339
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
+from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.audit import last_changes
 from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
 from repairtool.stairway.errors import shown
 from repairtool.stairway.queries import require_columns
-from repairtool.stairway.version import require_stairway
+from repairtool.stairway.version import column_exists, require_stairway, table_exists
 
 
 class Kind(enum.StrEnum):
@@ -225,6 +226,13 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
     # One statement, as the floor query would be: the non-terminal flights (one scan of
     # `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1),
     # with the row versions (xmin) that tell when ownership changed (see the module docstring).
+    # With a catalog the same row also gives the working map's source (§5.5): its
+    # working_parameters and the id its flightworking rows hang off.
+    inner = outer = ""
+    if options.catalog is not None:
+        log_id = "id" if column_exists(conn, "flightlog", "id") else "NULL::uuid"
+        inner = f", working_parameters, {log_id} AS log_id"
+        outer = ", l.working_parameters, l.log_id"
     rows = conn.execute(
         text(
             "SELECT f.flightid, f.class_name, f.status, f.stairway_id,"
@@ -234,10 +242,10 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
             " CASE WHEN age(l.log_xmin) < age(f.xmin) THEN NULL ELSE"
             " COALESCE((SELECT i.xmin FROM flightinput i WHERE i.flightid = f.flightid LIMIT 1)"
             " = f.xmin, false) END AS unchanged_since_submit,"
-            f" {changed_at}, l.log_time, l.step_index,"
+            f" {changed_at}, l.log_time, l.step_index{outer},"
             " COALESCE(age(l.log_xmin) < age(f.xmin), false) AS logged_after_change"
             f" FROM flight f LEFT JOIN LATERAL (SELECT {_ts('log_time')} AS log_time,"
-            " step_index, xmin AS log_xmin FROM flightlog WHERE flightid = f.flightid"
+            f" step_index, xmin AS log_xmin{inner} FROM flightlog WHERE flightid = f.flightid"
             " AND log_time IS NOT NULL ORDER BY flightlog.log_time DESC LIMIT 1) l ON true WHERE "
             + " AND ".join(f"f.{w}" for w in where)
             + " ORDER BY f.submit_time, f.flightid"
@@ -257,7 +265,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
     registered_ids = set(instances.values())
 
     running = [r for r in rows if r.status == "RUNNING"]
-    decode_failures = _decode_inputs(conn, running, options) if options.catalog else {}
+    decode_failures = _decode_flights(conn, running, options) if options.catalog else {}
     findings: list[Finding] = []
     for r in rows:
         since = _since(r, changed_by_us.get(r.flightid))
@@ -309,7 +317,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
             else:
                 # the owner took it after its last progress, at a time the database does not
                 # keep: only explicit evidence makes it stalled
-                stalled = bool(failures)
+                stalled = bool(blocking(failures))
                 idle_text = (
                     "taken over after its last progress at an unknown time (enable"
                     " track_commit_timestamp for the exact time)"
@@ -320,20 +328,20 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     " only"
                     " when a pod listener sees the DELETED event or a pod starts"
                 )
-                findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence))
+                findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence, options.reader))
             elif stalled:
                 evidence["why"] = (
                     f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
                     + (f" (> {options.stalled_after})" if since.idle_since is not None else "")
                 )
-                if failures:
+                if any(f["source"] == "input" for f in blocking(failures)):
                     evidence["pattern"] = (
                         "make-flight failure: the inputs cannot be decoded by the "
                         f"{options.reader.label} reader, so the owner took ownership, failed to"
                         " construct the flight (MakeFlightException) and left it RUNNING;"
                         " resume() never accepts RUNNING"
                     )
-                findings.append(_finding(Kind.STALLED, r, failures, evidence))
+                findings.append(_finding(Kind.STALLED, r, failures, evidence, options.reader))
         elif r.status in ("READY", "READY_TO_RESTART") and r.stairway_id is None:
             # a READY message for a READY flight is what recoverReady sends anyway: an unknown
             # time of the change is bounded from below here, and said so in `idle_for`
@@ -344,7 +352,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     + ("" if since.changed_at else " at most")
                     + "; only a pod start or a pod deletion (recoverReady) queues it"
                 )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
+                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
         elif r.status == "QUEUED" and r.stairway_id is None:
             ref = since.changed_at or since.lower_bound
             if ref is not None and now - ref > options.queue_retention:
@@ -354,7 +362,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     + f", longer than the work-queue retention ({options.queue_retention});"
                     " its message has expired"
                 )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
+                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
     if liveness.live is not None and not options.flight_ids:
         outside = _running_outside_filter(conn, options) if options.class_name else {}
         for name, sid in sorted(instances.items()):
@@ -402,10 +410,16 @@ def _running_outside_filter(conn: Connection, options: Options) -> dict[str, int
     }
 
 
-def _finding(kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, Any]) -> Finding:
+def _finding(
+    kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, Any], reader: ReaderVersion
+) -> Finding:
+    decided: Action | None = None
     if failures:
-        # re-encoding lets the flight finish; failing it abandons its work without undo
-        action = Action.REENCODE if all(f["reencodable"] for f in failures) else Action.FAIL
+        decided, ev["decode"] = decode_proposal(
+            failures, reader, constructor_failed=kind is Kind.STALLED
+        )
+    if decided is not None:
+        action = decided
     elif kind is Kind.DEAD_OWNER:
         action = Action.RESUME
     elif kind is Kind.UNQUEUED:
@@ -419,25 +433,89 @@ def _finding(kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, A
     return Finding(kind, r.flightid, r.class_name, r.status, r.stairway_id, action, ev)
 
 
-def _decode_inputs(
+def blocking(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decode failures that stop a resumed flight from finishing: a value the engine cannot
+    rebuild, and an input the flight reads (its constructor may). A working-map value that fails
+    at ``get`` fails only the step that reads it, and the flight undoes."""
+    return [f for f in failures if f.get("when") == "rebuild" or f["source"] == "input"]
+
+
+def _entries(failures: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted({f"{f['source']} {f['key']}" for f in failures}))
+
+
+def decode_proposal(
+    failures: list[dict[str, Any]], reader: ReaderVersion, *, constructor_failed: bool
+) -> tuple[Action | None, str]:
+    """What the engine does when it resumes a flight whose FlightMap entries fail to decode for
+    ``reader``, and what to propose: ``None`` when the failures do not stop a resume.
+
+    ``fail`` (force FATAL, irreversible) only where the engine can neither finish nor undo the
+    flight: it cannot rebuild it, or (``constructor_failed``: the owner took it and never
+    launched it) its constructor fails on an input — and no re-encoding helps.
+    """
+    stops = blocking(failures)
+    label = reader.label
+    if not stops:
+        return None, (
+            f"working-map entries {_entries(failures)} fail when a step asks for them ({label}"
+            " reader): that step fails and the flight undoes, so resuming lets the engine end it"
+        )
+    if all(f["reencodable"] and f["source"] == "input" for f in stops):
+        return Action.REENCODE, (
+            f"re-encoding {_entries(stops)} into the form the {label} reader reads lets the"
+            " engine rebuild and run the flight"
+        )
+    rebuild = [f for f in stops if f.get("when") == "rebuild" and not f["reencodable"]]
+    if rebuild:
+        return Action.FAIL, (
+            f"the engine cannot rebuild this flight: its {label} reader fails on"
+            f" {_entries(rebuild)} while it rebuilds the FlightMaps, inside resume's own"
+            " transaction, so every resume attempt fails and the flight stays READY or QUEUED"
+            " (without a work queue the service fails to start); it can neither finish nor"
+            " undo, and repairtool cannot re-encode it"
+        )
+    stuck = [f for f in stops if not f["reencodable"]]
+    if constructor_failed:
+        return Action.FAIL, (
+            f"its owner took the flight and never launched it: the constructor fails on"
+            f" {_entries(stuck)} ({label} reader), so every resume orphans it again and a flight"
+            " that is never constructed cannot undo; it can neither finish nor undo, and"
+            " repairtool cannot re-encode it"
+        )
+    return Action.NONE, (
+        f"{_entries(stuck)} fails when the flight asks for it ({label} reader) and cannot be"
+        " re-encoded: if its constructor reads it, resuming orphans the flight again; if a step"
+        " does, that step fails and the flight undoes. repairtool cannot tell which; after"
+        " checking the flight class, resume it with --force or fail it with --action fail"
+    )
+
+
+def _decode_flights(
     conn: Connection, flights: list[Any], options: Options
 ) -> dict[str, list[dict[str, Any]]]:
+    """Decode failures of each flight's inputs and of the working map its reader rebuilds."""
     assert options.catalog is not None
+    flights = [
+        f
+        for f in flights
+        if f.class_name is not None and options.catalog.flight(f.class_name) is not None
+    ]
     if not flights:
         return {}
+    ids = [f.flightid for f in flights]
     inputs: dict[str, dict[str, str]] = defaultdict(dict)
     for fid, key, value in conn.execute(
         text(
             "SELECT i.flightid, i.key, i.value FROM unnest(CAST(:ids AS varchar[])) AS r(flightid)"
             " JOIN flightinput i ON i.flightid = r.flightid"
         ),
-        {"ids": [f.flightid for f in flights]},
+        {"ids": ids},
     ):
         inputs[fid][key] = value
+    working = _latest_working_maps(conn, flights)
     out: dict[str, list[dict[str, Any]]] = {}
     for f in flights:
-        if f.class_name is None or options.catalog.flight(f.class_name) is None:
-            continue
         report = decode_map(
             f.flightid,
             f.class_name,
@@ -446,6 +524,31 @@ def _decode_inputs(
             options.reader,
             source="input",
         )
-        if report.findings:
-            out[f.flightid] = [x.to_json() for x in report.findings]
+        failures = [x.to_json() for x in report.findings]
+        latest = working.get(f.flightid)
+        if latest is not None and (latest[0] is not None or latest[1]):
+            _, wm = decode_working_map(
+                f.flightid, f.class_name, latest[1], latest[0], options.catalog, options.reader
+            )
+            failures += [x.to_json() for x in wm.findings]
+        if failures:
+            out[f.flightid] = failures
+    return out
+
+
+def _latest_working_maps(
+    conn: Connection, flights: list[Any]
+) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """Each flight's newest flightlog row (read with it by `detect_in`): its
+    ``working_parameters`` and flightworking rows."""
+    out: dict[str, tuple[str | None, dict[str, str]]] = {
+        f.flightid: (f.working_parameters, {}) for f in flights if f.log_time is not None
+    }
+    by_log = {f.log_id: f.flightid for f in flights if f.log_id is not None}
+    if by_log and table_exists(conn, "flightworking"):
+        for log_id, key, value in conn.execute(
+            text("SELECT flightlog_id, key, value FROM flightworking WHERE flightlog_id = ANY(:l)"),
+            {"l": list(by_log)},
+        ):
+            out[by_log[log_id]][1][key] = value
     return out

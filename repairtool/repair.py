@@ -8,8 +8,13 @@ Each change is made of recovery-API steps (compare-and-set, audited):
 - recover_instance = the engine's disownRecovery for a stale `stairwayinstance` row.
 
 Safety rules (a refused change is listed with why, and never applied):
-- a flight whose inputs fail to decode for the reader is never resumed (it would be orphaned
-  again) unless `force`;
+- force FATAL is irreversible: a finding may propose `fail` (only where the engine can neither
+  finish nor undo the flight, see `detect.decode_proposal`), but a plan applies it only when the
+  operator asked for `--action fail`; otherwise it is listed as refused, with the reason;
+- a flight whose FlightMap the engine cannot rebuild, or whose inputs fail to decode for the
+  reader, is never resumed (it would fail or be orphaned again) unless `force`; working-map
+  values that fail at `get` do not stop a resume (the step that reads them fails and the flight
+  undoes);
 - a flight whose owner is alive is only touched with explicit evidence (the make-flight failure
   pattern) or `force`; naming it (`--flight`) only chooses it, it does not bypass this rule;
 - stale instances are only recovered on real liveness evidence (a pod list, or names given).
@@ -31,7 +36,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
 
-from repairtool.detect import Action, Detection, Finding, Kind
+from repairtool.detect import Action, Detection, Finding, Kind, blocking
 from repairtool.errors import RepairToolError, UsageError
 from repairtool.events import Event, Sink, discard
 from repairtool.flightmap import Catalog, ReaderVersion, reencode
@@ -148,12 +153,16 @@ def build_plan(
             report_only.append(f)
             continue
         failures = _decode_failures(f)
+        if wanted is Action.FAIL and action is not Action.FAIL:
+            refused.append(Refusal(f, wanted, _explicit_fail(f)))
+            continue
         if f.kind is Kind.UNDECODABLE:
             _plan_undecodable(
                 f, wanted, named, failures, catalog, reader, inputs or {}, changes, refused, force
             )
             continue
-        if f.kind is Kind.STALLED and not failures and not force:
+        stops = blocking(failures)
+        if f.kind is Kind.STALLED and not stops and not force:
             refused.append(
                 Refusal(
                     f,
@@ -164,14 +173,16 @@ def build_plan(
             )
             continue
         if wanted in (Action.RESUME, Action.ENQUEUE):
-            if failures and not force:
-                keys = ", ".join(sorted({x["key"] for x in failures}))
+            if stops and not force:
+                entries = ", ".join(sorted({f"{x['source']} {x['key']}" for x in stops}))
                 refused.append(
                     Refusal(
                         f,
                         wanted,
-                        f"inputs {keys} fail to decode for the {reader.label} reader: resuming"
-                        " would orphan it again; use --action fail or reencode, or --force",
+                        f"{entries} fail to decode for the {reader.label} reader, so resuming"
+                        " would not let the engine finish it"
+                        f" ({f.evidence.get('decode', 'see the decode failures')});"
+                        " use --action reencode or fail, or --force",
                     )
                 )
                 continue
@@ -202,6 +213,14 @@ def build_plan(
         tuple(deferred),
         queue.topic_path if queue else None,
         force,
+    )
+
+
+def _explicit_fail(f: Finding) -> str:
+    because = f.evidence.get("decode") or f.evidence.get("why") or "see the finding's evidence"
+    return (
+        f"force fatal is irreversible and is applied only with --action fail; proposed because"
+        f" {because}"
     )
 
 
@@ -247,19 +266,25 @@ def _rewrites(
     reader: ReaderVersion,
     inputs: dict[str, dict[str, str]],
 ) -> tuple[tuple[str, str, str], ...] | str:
-    if not failures:
-        return "nothing to re-encode: the inputs decode"
+    stops = blocking(failures)
+    if not stops:
+        return "nothing to re-encode: what fails to decode does not stop a resume"
     if catalog is None or f.class_name is None or f.flight_id is None:
         return "re-encoding needs the type catalog"
     spec = catalog.flight(f.class_name)
     rows = inputs.get(f.flight_id, {})
     out: list[tuple[str, str, str]] = []
-    for failure in failures:
+    for failure in stops:
         key = failure["key"]
+        if failure["source"] != "input":
+            return (
+                f"{failure['source']} {key} cannot be re-encoded: repairtool rewrites flightinput"
+                " values only"
+            )
         keyspec = spec.keys("input").get(key) if spec else None
         if keyspec is None or key not in rows:
             return f"input {key} is not in the catalog; cannot re-encode it"
-        new = reencode(rows[key], keyspec.type, reader)
+        new = reencode(rows[key], keyspec.type, reader, catalog.classes)
         if new is None:
             return f"input {key} cannot be re-encoded for the {reader.label} reader"
         out.append((key, rows[key], new))
@@ -407,7 +432,7 @@ def _because(plan: Plan, f: Finding) -> Because | None:
             Evidence.OWNER_DEAD,
             f"owner {shown(f.owner)} has no live pod ({plan.detection.liveness.source})",
         )
-    if f.kind is Kind.STALLED and f.evidence.get("decode_failures"):
+    if f.kind is Kind.STALLED and blocking(f.evidence.get("decode_failures", [])):
         return Because(Evidence.MAKE_FLIGHT_FAILURE, str(f.evidence.get("pattern", "")))
     if plan.force:
         return Because(Evidence.FORCED, "the operator forced it (--force)")

@@ -5,8 +5,12 @@ decode --json document (stable; version 1):
   {"schema": "repairtool.decode/1", "reader": "legacy" | "typed", "flights": N, "values": N,
    "findings": [{"flight_id", "class_name", "status", "owner", "kind": "undecodable",
                  "evidence": {"decode_failures": [{"flight_id", "key", "source", "expected",
-                              "found", "reader", "reason", "engine_exception", "reencodable"}]},
+                              "found", "reader", "reason", "engine_exception", "reencodable",
+                              "when": "rebuild" | "get"}],
+                              "working_map": "flightworking" | "working_parameters" | "none",
+                              "decode": "<what the engine does on resume, in words>"},
                  "proposed_action": "reencode" | "fail" | "none"}],
+   (a proposed "fail" is applied only with --action fail; otherwise it is in "refused")
    "plan": [...], "refused": [...], "applied": [...], "skipped": [...]}   (as in `orphans`)
 Stored values never appear: `found` describes a value's shape.
 """

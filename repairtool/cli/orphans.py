@@ -379,7 +379,8 @@ def plan_view(plan: Plan, reader: ReaderVersion, reader_source: str) -> View:
         rows.append([*head, _short(f.owner), *tail, why if len(why) <= 60 else why[:57] + "…"])
         wide.append([*head, f.owner or "-", *tail, _evidence(ev)])
     after = [
-        f"  {f.flight_id} input {x['key']}: expected {x['expected']}, found {x['found']}"
+        f"  {f.flight_id} {x['source']} {x['key']}: expected {x['expected']},"
+        f" found {x['found']}"
         f" — {x['engine_exception']}"
         for f in d.findings
         for x in f.evidence.get("decode_failures", [])

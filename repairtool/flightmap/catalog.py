@@ -13,14 +13,19 @@ A catalog is YAML (see ``repairtool/catalogs/workspace-manager.yaml`` for a docu
             values: [RAWLS_WORKSPACE, MC_WORKSPACE]
           spendProfileId: {type: string, optional: true}
 
+``final: true`` on a ``pojo`` (a final class, record or Lombok ``@Value``), ``bodies:`` on an
+``enum`` (constants with a class body), the kinds ``set``, ``bigdecimal`` and ``optional``, and a
+top-level ``classes:`` (enums/POJOs values may hold where the code asks for ``Object``) are
+documented in the shipped catalog's header.
+
 Loading is strict: an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
 one-line message names the file, the flight class and the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -46,9 +51,12 @@ class TypeKind(StrEnum):
     BOOL = "bool"
     DOUBLE = "double"
     INSTANT = "instant"
+    BIGDECIMAL = "bigdecimal"
     POJO = "pojo"
     LIST = "list"
+    SET = "set"
     MAP = "map"
+    OPTIONAL = "optional"
     ANY = "any"
 
 
@@ -76,7 +84,10 @@ FINAL_KINDS = frozenset(
         TypeKind.INSTANT,
     }
 )
-"""Kinds whose Java class is final: Jackson writes and (≥0.0.61) reads them without a type id."""
+"""Kinds whose Java class is always final: Jackson writes and (≥0.0.61) reads them without a
+type id. An ``enum`` is final unless constants have bodies; a ``pojo`` when ``final: true``."""
+
+CONTAINER_KINDS = frozenset({TypeKind.LIST, TypeKind.SET, TypeKind.MAP})
 
 _JAVA_TYPES = {
     TypeKind.STRING: java.STRING,
@@ -86,15 +97,42 @@ _JAVA_TYPES = {
     TypeKind.BOOL: java.BOOLEAN,
     TypeKind.DOUBLE: java.DOUBLE,
     TypeKind.INSTANT: java.INSTANT,
+    TypeKind.BIGDECIMAL: java.BIG_DECIMAL,
     TypeKind.LIST: java.LIST,
+    TypeKind.SET: java.SET,
     TypeKind.MAP: java.MAP,
+    TypeKind.OPTIONAL: java.OPTIONAL,
     TypeKind.ANY: java.OBJECT,
 }
+
+#: ``java_type`` of a final ``pojo`` whose class the catalog does not name (a drafted entry).
+UNNAMED_FINAL_CLASS = "<a final class>"
+
+
+def catalog_classes(types: Iterable[CatalogType]) -> dict[str, CatalogType]:
+    """The enum and POJO classes named anywhere in ``types`` (a POJO also under the subclasses
+    it lists), for reading their type ids where the requested type does not name them."""
+    out: dict[str, CatalogType] = {}
+    for top in types:
+        for t in top.walk():
+            if t.kind is TypeKind.ENUM and t.java_class:
+                out.setdefault(t.java_class, t)
+            elif t.kind is TypeKind.POJO:
+                for name in (t.java_class, *t.classes):
+                    if name:
+                        out.setdefault(name, t)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogType:
-    """One expected type. ``element`` is a list's element or a map's value type (None = any)."""
+    """One expected type. ``element`` is a list's or set's element or a map's value type
+    (None = any).
+
+    ``final`` (pojo): the class is final — a ``final`` class, a record, a Lombok ``@Value`` —
+    so Jackson writes it without a type id and a ≥0.0.61 reader rejects one. ``bodies``
+    (enum): the constants declared with a class body; such an enum class is not final.
+    """
 
     kind: TypeKind
     java_class: str = ""
@@ -102,6 +140,8 @@ class CatalogType:
     element: CatalogType | None = None
     read_as: ReadAs = ReadAs.CLASS
     classes: tuple[str, ...] = ()
+    final: bool = False
+    bodies: tuple[str, ...] = ()
     # Derived in __post_init__ (the decoder reads them for every value):
     java_type: str = field(init=False, repr=False, compare=False)
     """The Java type as Stairway names it in ``JsonConversionException`` messages."""
@@ -109,25 +149,45 @@ class CatalogType:
     """Runtime classes that pass ``type.isInstance`` (empty for ``any``: everything does)."""
     all_values: frozenset[str] = field(init=False, repr=False, compare=False)
     """The enum constants of this type and its element types (names from the catalog)."""
+    is_final: bool = field(init=False, repr=False, compare=False)
+    """Jackson treats the requested class as final: no type id is written or expected."""
+    named_classes: dict[str, CatalogType] = field(init=False, repr=False, compare=False)
+    """The enums and POJOs this type names (itself and its element types), by class."""
     _rendered: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
+        element = self.element
+        if (
+            self.read_as is ReadAs.TYPE_REFERENCE
+            and element is not None
+            and element.kind in CONTAINER_KINDS
+            and element.read_as is not ReadAs.TYPE_REFERENCE
+        ):
+            # a nested list inside a TypeReference<List<List<X>>> is typed too
+            set_field(self, "element", replace(element, read_as=ReadAs.TYPE_REFERENCE))
+        set_field(
+            self,
+            "is_final",
+            (self.kind in FINAL_KINDS and not (self.kind is TypeKind.ENUM and self.bodies))
+            or (self.kind is TypeKind.POJO and self.final),
+        )
         set_field(self, "java_type", self._make_java_type())
+        set_field(self, "named_classes", catalog_classes([self]))
         set_field(self, "accepted_classes", self._accepted_classes())
         set_field(self, "all_values", frozenset(v for t in self.walk() for v in t.values))
         set_field(self, "_rendered", self._render())
 
     def _make_java_type(self) -> str:
         if self.kind in (TypeKind.ENUM, TypeKind.POJO):
-            return self.java_class
+            return self.java_class or UNNAMED_FINAL_CLASS
         base = _JAVA_TYPES[self.kind]
-        if self.kind in (TypeKind.LIST, TypeKind.MAP) and self.read_as is ReadAs.TYPE_REFERENCE:
+        if self.kind in CONTAINER_KINDS and self.read_as is ReadAs.TYPE_REFERENCE:
             inner = self.element.java_type if self.element else java.OBJECT
             return (
-                f"{base}<{inner}>"
-                if self.kind is TypeKind.LIST
-                else f"{base}<{java.STRING},{inner}>"
+                f"{base}<{java.STRING},{inner}>"
+                if self.kind is TypeKind.MAP
+                else f"{base}<{inner}>"
             )
         return base
 
@@ -136,8 +196,12 @@ class CatalogType:
             return frozenset()
         if self.kind is TypeKind.LIST:
             return java.LIST_CLASSES | set(self.classes)
+        if self.kind is TypeKind.SET:
+            return java.SET_CLASSES | set(self.classes)
         if self.kind is TypeKind.MAP:
             return java.MAP_CLASSES | set(self.classes)
+        if self.kind is TypeKind.POJO and not self.java_class:
+            return frozenset(self.classes)
         return frozenset({self.java_type, *self.classes})
 
     def render(self) -> str:
@@ -146,10 +210,12 @@ class CatalogType:
 
     def _render(self) -> str:
         if self.kind is TypeKind.ENUM:
-            return f"enum {self.java_class}{{{','.join(self.values)}}}"
+            bodies = f" (bodies: {','.join(self.bodies)})" if self.bodies else ""
+            return f"enum {self.java_class}{{{','.join(self.values)}}}{bodies}"
         if self.kind is TypeKind.POJO:
-            return f"pojo {self.java_class}"
-        if self.kind in (TypeKind.LIST, TypeKind.MAP):
+            name = self.java_class or "(class not named)"
+            return f"pojo {name}{' (final)' if self.final else ''}"
+        if self.kind in CONTAINER_KINDS:
             inner = self.element.render() if self.element else "any"
             how = " (TypeReference)" if self.read_as is ReadAs.TYPE_REFERENCE else ""
             return f"{self.kind.value}<{inner}>{how}"
@@ -199,25 +265,37 @@ class Catalog:
 
     flights: tuple[FlightSpec, ...] = ()
     source: str = field(default="", compare=False)
+    declared: tuple[CatalogType, ...] = ()
+    """Enums and POJOs values may hold where the code asks for no particular class (the YAML's
+    top-level ``classes:``): whether they are final decides how Jackson writes them."""
+    _by_class: dict[str, FlightSpec] = field(init=False, repr=False, compare=False)
+    classes: dict[str, CatalogType] = field(init=False, repr=False, compare=False)
+    """The enums and POJOs named anywhere in the catalog (keys and ``classes:``), by class."""
+
+    def __post_init__(self) -> None:
+        index: dict[str, FlightSpec] = {}
+        for spec in self.flights:
+            index.setdefault(spec.class_name, spec)
+        object.__setattr__(self, "_by_class", index)
+        named = [k.type for spec in self.flights for k in (*spec.input, *spec.working)]
+        object.__setattr__(self, "classes", catalog_classes([*self.declared, *named]))
 
     def flight(self, class_name: str) -> FlightSpec | None:
         """The spec of a flight class, or None when the catalog does not know it."""
-        for spec in self.flights:
-            if spec.class_name == class_name:
-                return spec
-        return None
+        return self._by_class.get(class_name)
 
 
 # ---------------------------------------------------------------------------------------------
 # YAML
 
 _TYPE_FIELDS = {
-    TypeKind.ENUM: {"class", "values"},
-    TypeKind.POJO: {"class", "classes"},
+    TypeKind.ENUM: {"class", "values", "bodies"},
+    TypeKind.POJO: {"class", "classes", "final"},
     TypeKind.LIST: {"of", "read_as", "classes"},
+    TypeKind.SET: {"of", "read_as", "classes"},
     TypeKind.MAP: {"of", "read_as", "classes"},
 }
-_REQUIRED = {TypeKind.ENUM: ("class", "values"), TypeKind.POJO: ("class",)}
+_REQUIRED = {TypeKind.ENUM: ("class", "values")}
 _KEY_FIELDS = {"optional", "inferred", "note"}
 _KINDS = ", ".join(kind.value for kind in TypeKind)
 
@@ -253,7 +331,7 @@ def loads_catalog(text: str, source: str = "<string>") -> Catalog:
         raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
     if not isinstance(doc, dict):
         raise CatalogError(f"{source}: a catalog is a mapping with a 'flights' field")
-    unknown = set(doc) - {"version", "flights"}
+    unknown = set(doc) - {"version", "flights", "classes"}
     if unknown:
         raise CatalogError(f"{source}: unknown top-level field {_first(unknown)!r}")
     if doc.get("version", 1) != 1:
@@ -264,7 +342,27 @@ def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     if not isinstance(flights, dict):
         raise CatalogError(f"{source}: 'flights' must map flight class names to their keys")
     specs = tuple(_load_flight(source, name, body) for name, body in flights.items())
-    return Catalog(specs, source)
+    return Catalog(specs, source, _load_classes(source, doc.get("classes")))
+
+
+def _load_classes(source: str, classes: Any) -> tuple[CatalogType, ...]:
+    """``classes: {a.b.Name: {type: pojo, final: true}, a.b.Stage: {type: enum, values: […]}}``"""
+    if classes is None:
+        return ()
+    if not isinstance(classes, dict):
+        raise CatalogError(f"{source}: 'classes' must map class names to enum or pojo types")
+    out = []
+    for name, spec in classes.items():
+        where = f"{source}: classes {name}"
+        if not isinstance(name, str) or not java.is_class_name(name):
+            raise CatalogError(f"{where}: a class must be a Java class name with its package")
+        body = {"type": spec} if isinstance(spec, str) else spec
+        if not isinstance(body, dict) or body.get("type") not in ("enum", "pojo"):
+            raise CatalogError(f"{where}: expected type enum or pojo")
+        if "class" in body:
+            raise CatalogError(f"{where}: the class is the entry's name; leave out 'class'")
+        out.append(_load_type(where, {**body, "class": name}))
+    return tuple(out)
 
 
 def _first(names: set[Any]) -> str:
@@ -344,8 +442,15 @@ def _load_type(where: str, spec: Any) -> CatalogType:
     for name in _REQUIRED.get(kind, ()):
         if name not in spec:
             raise CatalogError(f"{where}: type {kind} needs field {name!r}")
+    final = spec.get("final", False)
+    if not isinstance(final, bool):
+        raise CatalogError(f"{where}: 'final' must be true or false")
+    if kind is TypeKind.POJO and "class" not in spec and not final:
+        raise CatalogError(
+            f"{where}: type pojo needs field 'class' (only a final class may leave it out)"
+        )
     java_class = spec.get("class", "")
-    if kind in _REQUIRED and not (isinstance(java_class, str) and java.is_class_name(java_class)):
+    if "class" in spec and not (isinstance(java_class, str) and java.is_class_name(java_class)):
         raise CatalogError(f"{where}: 'class' must be a Java class name with its package")
     if kind is TypeKind.ENUM and not spec["values"]:
         raise CatalogError(f"{where}: 'values' must list the enum's constants")
@@ -356,13 +461,19 @@ def _load_type(where: str, spec: Any) -> CatalogType:
         read_as = ReadAs(spec.get("read_as", ReadAs.CLASS))
     except ValueError:
         raise CatalogError(f"{where}: 'read_as' must be class or type_reference") from None
+    values = _names(where, spec, "values", _is_identifier)
+    bodies = _names(where, spec, "bodies", _is_identifier)
+    if not set(bodies) <= set(values):
+        raise CatalogError(f"{where}: 'bodies' may only name constants listed in 'values'")
     return CatalogType(
         kind,
         java_class=java_class,
-        values=_names(where, spec, "values", _is_identifier),
+        values=values,
         element=element,
         read_as=read_as,
         classes=_names(where, spec, "classes", java.is_class_name),
+        final=final,
+        bodies=bodies,
     )
 
 
@@ -392,8 +503,17 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
             if keys:
                 body[section] = {key.key: _dump_key(key) for key in keys}
         flights[spec.class_name] = body or None
+    doc: dict[str, Any] = {"version": 1}
+    if catalog.declared:
+        doc["classes"] = {}
+        for t in catalog.declared:
+            body = _dump_type(t)
+            body = {"type": body} if isinstance(body, str) else body
+            body.pop("class", None)
+            doc["classes"][t.java_class] = body
+    doc["flights"] = flights
     text = yaml.dump(
-        {"version": 1, "flights": flights},
+        doc,
         Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,
@@ -435,6 +555,10 @@ def _dump_type(t: CatalogType) -> Any:
         out["class"] = t.java_class
     if t.values:
         out["values"] = list(t.values)
+    if t.bodies:
+        out["bodies"] = list(t.bodies)
+    if t.final:
+        out["final"] = True
     if t.element is not None:
         out["of"] = _dump_type(t.element)
     if t.read_as is not ReadAs.CLASS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from .catalog import ANY, SOURCES, Catalog, CatalogType, Source
 from .errors import JacksonParseError
@@ -19,11 +19,21 @@ from .jackson import JsonTree, loads, to_typed
 from .reader import ReaderVersion
 from .reencode import NOT_REENCODABLE, rewrite_node
 from .scalars import Reject, Stage
-from .semantics import check_object, check_typed
+from .semantics import Context, check_object, check_typed
 from .shape import shape
 
 JSON_CONVERSION = "bio.terra.stairway.exception.JsonConversionException"
 _LEGACY = ReaderVersion.LEGACY
+
+When = Literal["rebuild", "get"]
+"""When the engine hits a failure: ``rebuild`` — while it rebuilds the flight's maps from the
+database (≤0.0.60 reads every value as Object then; ≥0.0.61 converts a legacy whole-map working
+map then); ``get`` — when the flight's code asks for the key (``FlightMap.get``)."""
+
+
+def context(reader: ReaderVersion, classes: Mapping[str, CatalogType] | None = None) -> Context:
+    """How ``reader`` reads values: ≥0.0.61 readers are modelled with GuavaModule (0.0.62+)."""
+    return Context(guava=reader is not _LEGACY, classes=classes if classes is not None else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,7 @@ class Finding:
     engine_exception: str
     reencodable: bool
     expected_type: CatalogType = field(default=ANY, repr=False, compare=False)
+    when: When = "get"
 
     def render(self) -> str:
         """One line for people."""
@@ -84,6 +95,7 @@ class Finding:
             "reason": self.reason,
             "engine_exception": self.engine_exception,
             "reencodable": self.reencodable,
+            "when": self.when,
         }
 
 
@@ -115,9 +127,11 @@ def decode_value(
     flight_id: str = "",
     key: str = "",
     source: Source = "input",
+    classes: Mapping[str, CatalogType] | None = None,
 ) -> Decoded | Finding:
     """Decode one stored value as ``reader`` would when the service asks for ``expected``.
 
+    ``classes``: the enums and POJOs the catalog names (default: those in ``expected``).
     Never raises: malformed JSON and anything unexpected become a :class:`Finding`.
     """
     try:
@@ -125,17 +139,17 @@ def decode_value(
             node, trailing = loads(text)
         except JacksonParseError as err:
             return _malformed(err, expected, reader, flight_id, key, source)
-        notes: list[str] = []
+        cx = context(reader, expected.named_classes if classes is None else classes)
         if trailing is not None:
-            notes.append(f"text after char {trailing} ignored (Jackson reads the first value)")
+            cx.notes.append(f"text after char {trailing} ignored (Jackson reads the first value)")
         try:
             if reader is _LEGACY:
-                runtime = check_object(node, expected, notes)
+                runtime = check_object(node, expected, cx)
             else:
-                runtime = check_typed(node, expected, notes)
+                runtime = check_typed(node, expected, cx)
         except Reject as reject:
-            return _rejected(node, reject, expected, reader, flight_id, key, source)
-        return Decoded(expected, reader, runtime, node, tuple(notes))
+            return _rejected(node, reject, expected, reader, flight_id, key, source, cx)
+        return Decoded(expected, reader, runtime, node, tuple(cx.notes))
     except RecursionError:
         problem = JacksonParseError("nesting too deep")
         return _malformed(problem, expected, reader, flight_id, key, source)
@@ -181,6 +195,7 @@ def _malformed(
         engine,
         False,
         expected,
+        "rebuild" if reader is _LEGACY else "get",
     )
 
 
@@ -205,6 +220,7 @@ def _rejected(
     flight_id: str,
     key: str,
     source: Source,
+    cx: Context,
 ) -> Finding:
     values = expected.all_values
     found = shape(node, enum_values=values)
@@ -240,7 +256,8 @@ def _rejected(
             f"{expected.java_type})"
         )
         engine = _conversion(expected, reject.jackson)
-    reencodable = rewrite_node(node, expected, reader) is not NOT_REENCODABLE
+    reencodable = rewrite_node(node, expected, reader, cx.classes) is not NOT_REENCODABLE
+    when: When = "rebuild" if reader is _LEGACY and reject.stage is Stage.READ else "get"
     return Finding(
         flight_id,
         key,
@@ -252,6 +269,7 @@ def _rejected(
         engine,
         reencodable,
         expected,
+        when,
     )
 
 
@@ -275,6 +293,7 @@ def decode_map(
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     spec = catalog.flight(class_name)
     keys = spec.keys(source) if spec is not None else {}
+    classes = catalog.classes
     decoded: dict[str, Decoded] = {}
     findings: list[Finding] = []
     unknown: list[str] = []
@@ -285,7 +304,9 @@ def decode_map(
             unknown.append(key)
             if reader is not _LEGACY:
                 continue
-        result = decode_value(text, expected, reader, flight_id=flight_id, key=key, source=source)
+        result = decode_value(
+            text, expected, reader, flight_id=flight_id, key=key, source=source, classes=classes
+        )
         if isinstance(result, Finding):
             if key_spec is None:
                 result = replace(result, expected="any (key not in the catalog)")

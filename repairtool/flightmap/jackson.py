@@ -86,6 +86,11 @@ def loads(text: str) -> tuple[Any, int | None]:
     except ValueError:  # e.g. an integer of more than 4300 digits
         raise JacksonParseError("number too long", None) from None
     if end < len(text) and text[end:].strip(_WS):
+        if type(value) in (int, JsonFloat) and text[end] not in _WS:
+            # a root-level number ends only at whitespace: "5." or "2021-04-05" is malformed
+            raise JacksonParseError("unexpected character after a number", end)
+        if (value is None or type(value) is bool) and (text[end].isalnum() or text[end] == "_"):
+            raise JacksonParseError("unrecognized token", start)  # "truex", "nullable"
         return value, end + len(text[end:]) - len(text[end:].lstrip(_WS))
     return value, None
 
@@ -130,15 +135,16 @@ def parse_legacy_map(text: str) -> dict[str, JsonTree]:
     This is the form of ``flightlog.working_parameters`` (≤0.0.60) and of
     ``flight.input_parameters`` before 2020-02. Raises :class:`JacksonParseError`.
     """
-    return {key: to_typed(node) for key, node in _legacy_items(text).items()}
+    return {key: to_typed(node) for key, node in legacy_items(text).items()}
 
 
 def split_legacy_map(text: str) -> dict[str, str]:
     """Split a legacy whole-map JSON into per-key stored texts (compact, type ids kept)."""
-    return {key: dumps(node) for key, node in _legacy_items(text).items()}
+    return {key: dumps(node) for key, node in legacy_items(text).items()}
 
 
-def _legacy_items(text: str) -> dict[str, Any]:
+def legacy_items(text: str) -> dict[str, Any]:
+    """The parsed values of a legacy whole-map JSON, by key (raises JacksonParseError)."""
     node, _ = loads(text)
     if node is None:
         return {}
@@ -161,22 +167,59 @@ def dump_string(text: str) -> str:
     return '"' + text.translate(_ESCAPES) + '"'
 
 
+#: ``FloatingDecimal.insignificantDigitsNumber``: decimal digits of 2^i that carry no information.
+_INSIGNIFICANT: tuple[int, ...] = (
+    *(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7),
+    *(8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 11, 11, 11, 12, 12, 12, 12, 13, 13, 13, 14),
+    *(14, 14, 15, 15, 15, 15, 16, 16, 16, 17, 17, 17, 18, 18, 18, 19),
+)
+
+
 def java_double_text(value: float) -> str:
-    """``Double.toString(value)`` for a finite double (JDK 19+: shortest round-trip digits)."""
+    """``Double.toString(value)`` of a finite double as JDK 11–18 (the engines' JVMs) write it.
+
+    Shortest round-trip digits, except for integral values below 2^63, which
+    ``FloatingDecimal`` prints from the long value: every digit above the ones 2^(e-54) makes
+    insignificant (8.057836148783996E17 is written ``8.0578361487839962E17``). Checked against
+    the JVM by ``tests/conformance``.
+    """
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("Jackson writes NaN and Infinity only as non-standard literals")
     if value == 0:
         return "-0.0" if str(value).startswith("-") else "0.0"
-    sign, digits, exponent = Decimal(repr(value)).as_tuple()
-    text = "".join(map(str, digits)).rstrip("0") or "0"
-    point = len(digits) + int(exponent)  # decimal point position within ``digits``
-    minus = "-" if sign else ""
-    if 1e-3 <= abs(value) < 1e7:
+    minus = "-" if value < 0 else ""
+    magnitude = abs(value)
+    if magnitude == int(magnitude) and 1 <= magnitude < 2.0**63:
+        digits, point = _long_digits(int(magnitude))
+    else:
+        _, shortest, exponent = Decimal(repr(magnitude)).as_tuple()
+        assert isinstance(exponent, int)
+        digits = "".join(map(str, shortest)).rstrip("0") or "0"
+        point = len(shortest) + exponent  # decimal point position within the digits
+    if 1e-3 <= magnitude < 1e7:
         if point <= 0:
-            return f"{minus}0.{'0' * -point}{text}"
-        whole, frac = text[:point].ljust(point, "0"), text[point:]
+            return f"{minus}0.{'0' * -point}{digits}"
+        whole, frac = digits[:point].ljust(point, "0"), digits[point:]
         return f"{minus}{whole}.{frac or '0'}"
-    return f"{minus}{text[0]}.{text[1:] or '0'}E{point - 1}"
+    return f"{minus}{digits[0]}.{digits[1:] or '0'}E{point - 1}"
+
+
+def _long_digits(n: int) -> tuple[str, int]:
+    """``FloatingDecimal.developLongDigits``: the digits of an integral double and the position
+    of the decimal point, low-order insignificant digits dropped (rounding half up)."""
+    bin_exp = n.bit_length() - 1
+    p2 = bin_exp - 54
+    insignificant = _INSIGNIFICANT[p2] if 1 < p2 < len(_INSIGNIFICANT) else 0
+    text = str(n)
+    point = len(text)
+    if insignificant:
+        pow10 = 10**insignificant
+        n, residue = divmod(n, pow10)
+        if residue >= pow10 // 2:
+            n += 1
+        text = str(n)
+        point = len(text) + insignificant
+    return text.rstrip("0") or "0", point
 
 
 def dumps(tree: Any) -> str:

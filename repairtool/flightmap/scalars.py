@@ -98,6 +98,13 @@ def _wrong_token(java_type: str, node: Any) -> Reject:
 
 # --- scalar deserializers (a final class read without a type id) -----------------------------
 
+_TRIMMED = "".join(chr(i) for i in range(0x21))
+
+
+def java_trim(text: str) -> str:
+    """``String.trim()``: drops every character up to U+0020 at both ends (and only those)."""
+    return text.strip(_TRIMMED)
+
 
 def _read_string(node: Any, notes: list[str]) -> str:
     t = type(node)
@@ -134,7 +141,7 @@ def _read_integral(cls: str, node: Any, notes: list[str]) -> str:
         value = int(node)
         notes.append(f"decimal truncated to {cls}")
     elif t is str:
-        text = node.strip()
+        text = java_trim(node)
         if text in ("", "null"):
             notes.append(f"{'empty' if not text else 'textual null'} String read as null")
             return java.NULL
@@ -172,7 +179,7 @@ def _read_floating(cls: str, node: Any, notes: list[str]) -> str:
             notes.append(f"integer read as {cls}")
         return cls
     if t is str:
-        text = node.strip()
+        text = java_trim(node)
         if not text:
             notes.append("empty String read as null")
             return java.NULL
@@ -200,7 +207,7 @@ def _read_boolean(node: Any, notes: list[str]) -> str:
         notes.append("integer coerced to a Boolean")
         return java.BOOLEAN
     if t is str:
-        text = node.strip()
+        text = java_trim(node)
         if text in ("true", "True", "TRUE", "false", "False", "FALSE"):
             notes.append("String coerced to a Boolean")
             return java.BOOLEAN
@@ -244,9 +251,12 @@ def _read_uuid(node: Any, notes: list[str]) -> str:
     if t is str:
         if is_uuid_text(node):
             return java.UUID
+        node = java_trim(node)  # FromStringDeserializer trims
         if not node:
             notes.append("empty String read as null")
             return java.NULL
+        if is_uuid_text(node):
+            return java.UUID
         if is_base64_uuid(node):
             notes.append("Base64 form of a UUID")
             return java.UUID
@@ -264,14 +274,18 @@ def _read_uuid(node: Any, notes: list[str]) -> str:
 
 
 _ISO_INSTANT = re.compile(
-    r"[+-]?\d{4,9}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})"
+    r"[+-]?\d{4,9}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})"
 )
 
 
 def is_iso_instant(text: str) -> bool:
-    """True for an ISO-8601 instant that ``InstantDeserializer`` parses."""
+    """True for an ISO-8601 instant that ``InstantDeserializer`` parses
+    (``DateTimeFormatter.ISO_INSTANT``: seconds required; 24:00:00 is the next day's midnight and
+    23:59:60 a leap second, both accepted)."""
     if not _ISO_INSTANT.fullmatch(text):
         return False
+    text = re.sub(r"T24:00:00(\.0+)?", "T00:00:00", text)  # the date is still checked
+    text = re.sub(r"T23:59:60", "T23:59:59", text)
     try:
         datetime.fromisoformat(re.sub(r"\.(\d{6})\d+", r".\1", text).replace("Z", "+00:00"))
     except ValueError:
@@ -286,6 +300,21 @@ def instant_seconds(node: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return seconds if seconds.is_finite() else None
+
+
+def _numeric_instant(text: str) -> bool | None:
+    """``InstantDeserializer`` takes a string of digits with at most one period as epoch
+    seconds (no sign); True/False whether it is in range, None when the text is not of that form
+    (then it must parse as ISO-8601)."""
+    if not text or text.strip("0123456789."):
+        return None
+    dots = text.count(".")
+    if dots > 1 or text == ".":
+        return None
+    seconds = Decimal(text)
+    if dots == 0 and seconds > java.LONG_MAX:
+        return None  # parseLong fails: falls through to the ISO parse, which fails too
+    return java.INSTANT_MIN_SECONDS <= seconds <= java.INSTANT_MAX_SECONDS
 
 
 def _read_instant(node: Any, notes: list[str]) -> str:
@@ -306,11 +335,12 @@ def _read_instant(node: Any, notes: list[str]) -> str:
             node,
         )
     if t is str:
-        text = node.strip()
+        text = java_trim(node)
         if not text:
             notes.append("empty String read as null")
             return java.NULL
-        if is_iso_instant(text) or _INT_TEXT.fullmatch(text):
+        numeric = _numeric_instant(text)
+        if numeric is True or (numeric is None and is_iso_instant(text)):
             return java.INSTANT
         raise Reject(
             Stage.READ,
@@ -321,11 +351,27 @@ def _read_instant(node: Any, notes: list[str]) -> str:
     raise _wrong_token(java.INSTANT, node)
 
 
+_ORDINAL = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
 def read_enum(node: Any, t: CatalogType, notes: list[str]) -> str:
     """``EnumDeserializer``: a constant's name, or its ordinal; never a wrapper."""
     kind = type(node)
     if kind is str:
         if node in t.values:
+            return t.java_class
+        name = java_trim(node)
+        if name in t.values:
+            return t.java_class
+        if not name:
+            raise Reject(
+                Stage.READ,
+                "an empty string is not an enum constant",
+                f'{INVALID_FORMAT}: Cannot coerce empty String ("") to `{t.java_class}` value',
+                node,
+            )
+        if _ORDINAL.fullmatch(name) and int(name) < len(t.values):
+            notes.append(f"String read by ordinal as {t.values[int(name)]}")
             return t.java_class
         raise Reject(
             Stage.READ,
@@ -360,6 +406,24 @@ def read_pojo(cls: str, node: Any) -> str:
         Stage.READ,
         f"the content of a {cls} wrapper must be a JSON object",
         f"{MISMATCHED}: Cannot construct instance of `{cls}` from {token_word(node)} value",
+        node,
+    )
+
+
+def read_final_pojo(node: Any, t: CatalogType) -> str:
+    """A final class (final POJO, record, Lombok ``@Value``) asked for by its class: Jackson
+    reads it from a plain JSON object and rejects a wrapper (its fields are not checked here)."""
+    if type(node) is dict:
+        return t.java_type
+    if node is None:
+        return java.NULL
+    if type(node) is list:
+        raise _wrong_token(t.java_type, node)
+    raise Reject(
+        Stage.READ,
+        f"a JSON {token_word(node).lower()} value cannot be read as {t.java_type}",
+        f"{MISMATCHED}: Cannot construct instance of `{t.java_type}`: no "
+        f"{token_word(node)}-argument constructor/factory method to deserialize from it",
         node,
     )
 

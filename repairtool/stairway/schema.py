@@ -2,7 +2,12 @@
 
 `create_schema(conn, "0.0.60")` builds, in an empty database, the tables a real engine of that
 version would have built, and records each changeset in a Liquibase-style `databasechangelog`
-(id / author / filename in the engine's changelog order) so the result looks like a real database.
+(id / author / filename in the engine's changelog order) so the result looks like a real database
+(§5.5): column-level primary keys get Postgres's own names (`flight_pkey`,
+`stairwayinstance_pkey`) as they do under Liquibase, named ones keep their names; the
+`liquibase` column says the Liquibase release that engine ships with; `md5sum` is NULL, which
+Liquibase fills in itself (a checksum of ours would not match its own and the engine's migration
+would refuse to start).
 The DDL follows `stairway/src/main/resources/stairway/db/changesets/*.yaml` step by step (columns
 are added and dropped in the same order, so physical column order matches a real database).
 """
@@ -10,7 +15,6 @@ are added and dropped in the same order, so physical column order matches a real
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import total_ordering
@@ -69,11 +73,6 @@ class Changeset:
     def filename(self) -> str:
         return CHANGELOG_DIR + self.file
 
-    @property
-    def md5sum(self) -> str:
-        # Liquibase stores "8:<md5>" of its own normalised changeset; ours is of our SQL.
-        return "8:" + hashlib.md5("\n".join(self.sql).encode()).hexdigest()
-
 
 def _v(s: str) -> EngineVersion:
     return EngineVersion.parse(s)
@@ -89,8 +88,7 @@ CHANGESETS: tuple[Changeset, ...] = (
         (
             "CREATE TABLE flight (flightid varchar(36) NOT NULL, submit_time timestamp NOT NULL,"
             " class_name text NOT NULL, input_parameters text, completed_time timestamp,"
-            " output_parameters text, status text, exception text,"
-            " CONSTRAINT pk_flight PRIMARY KEY (flightid))",
+            " output_parameters text, status text, exception text, PRIMARY KEY (flightid))",
             "CREATE TABLE flightlog (flightid varchar(36) NOT NULL, log_time timestamp NOT NULL,"
             " working_parameters text NOT NULL, step_index int NOT NULL, doing boolean NOT NULL,"
             " succeeded boolean, exception text, status text)",
@@ -146,8 +144,7 @@ CHANGESETS: tuple[Changeset, ...] = (
             "ALTER TABLE flight ADD COLUMN stairway_id text",
             "ALTER TABLE flightlog ADD COLUMN rerun boolean",
             "CREATE TABLE stairwayinstance (stairway_name text NOT NULL,"
-            " stairway_id text NOT NULL, CONSTRAINT pk_stairwayinstance PRIMARY KEY (stairway_name),"
-            " UNIQUE (stairway_id))",
+            " stairway_id text NOT NULL, PRIMARY KEY (stairway_name), UNIQUE (stairway_id))",
         ),
     ),
     Changeset(
@@ -243,9 +240,24 @@ def changesets_for(version: EngineVersion | str) -> tuple[Changeset, ...]:
     return tuple(c for c in CHANGESETS if c.since <= v)
 
 
+#: (first engine release, the Liquibase release it ships with), newest first (§5.5)
+LIQUIBASE_RELEASES: tuple[tuple[EngineVersion, str], ...] = (
+    (EngineVersion(1, 1, 14), "4.29.2"),
+    (EngineVersion(1, 1, 12), "4.29.1"),
+    (EngineVersion(1, 1, 6), "4.28.0"),
+    (EngineVersion(1, 1, 0), "4.27.0"),
+    (EngineVersion(0, 0, 71), "4.8.0"),
+    (EngineVersion(0, 0, 51), "4.2.1"),
+)
+
+
 def liquibase_version_for(version: EngineVersion) -> str:
-    """The Liquibase release an engine of `version` shipped with (3.8.6 in 2021, 4.x later)."""
-    return "3.8.6" if version < EngineVersion(0, 0, 80) else "4.29.2"
+    """The Liquibase release an engine of `version` ships with (`databasechangelog.liquibase`):
+    3.8.6 up to 0.0.50, 4.2.1 in 0.0.51–0.0.70, … 4.29.2 in 1.1.14."""
+    for since, release in LIQUIBASE_RELEASES:
+        if version >= since:
+            return release
+    return "3.8.6"
 
 
 def create_schema(
@@ -276,7 +288,7 @@ def create_schema(
                     "INSERT INTO databasechangelog (id, author, filename, dateexecuted,"
                     " orderexecuted, exectype, md5sum, description, comments, tag, liquibase,"
                     " contexts, labels, deployment_id) VALUES (:id, :author, :filename,"
-                    " CURRENT_TIMESTAMP, :order, 'EXECUTED', :md5, :description, '', NULL,"
+                    " CURRENT_TIMESTAMP, :order, 'EXECUTED', NULL, :description, '', NULL,"
                     " :liquibase, NULL, NULL, :deployment_id)"
                 ),
                 {
@@ -284,7 +296,6 @@ def create_schema(
                     "author": cs.author,
                     "filename": cs.filename,
                     "order": order,
-                    "md5": cs.md5sum,
                     "description": cs.description[:255],
                     "liquibase": liquibase_version_for(v),
                     "deployment_id": deployment_id,

@@ -11,6 +11,11 @@ engine writes and reads them (stairway-engine.md §5):
   `write_legacy_map`, every value typed as Object, so UUIDs, enums and Longs carry type ids too;
 * reading: `read_object` = `readValue(json, Object.class)` (≤0.0.60: a stored `"MC_WORKSPACE"`
   comes back as a plain String), `read_as` = `readValue(json, type)` (≥0.0.61).
+
+The text is Jackson's own, byte for byte (checked against real Jackson by
+`tests/conformance/test_sandbox_writer.py`): compact, Jackson's string escapes, `Double.toString`
+of the engines' JDK 11–17, a `HashMap`'s keys in Java's iteration order, a final POJO (a record,
+a final class) without a type id.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
@@ -188,7 +194,7 @@ def _content(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_object(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _as_object(v) for k, v in value.items()}
+        return {str(k): _as_object(value[k]) for k in hashmap_order(list(value))}
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
@@ -203,7 +209,9 @@ def _as_object(value: Any) -> Any:
 
 
 def _is_final(value: Any) -> bool:
-    return not isinstance(value, (Pojo, list, dict))
+    if isinstance(value, Pojo):
+        return value.type.final
+    return not isinstance(value, (list, dict))
 
 
 def write_value(value: Any) -> str:
@@ -214,11 +222,96 @@ def write_value(value: Any) -> str:
 
 def write_legacy_map(values: dict[str, Any]) -> str:
     """`writeValueAsString(HashMap<String,Object>)` (the ≤0.0.60 whole-map columns)."""
-    return _dumps([HASHMAP.name, {k: _as_object(v) for k, v in values.items()}])
+    return _dumps([HASHMAP.name, {k: _as_object(values[k]) for k in hashmap_order(list(values))}])
+
+
+def _string_hash(text: str) -> int:
+    """`String.hashCode()`: over UTF-16 code units, 32-bit."""
+    h = 0
+    data = text.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h
+
+
+def hashmap_order(keys: list[str]) -> list[str]:
+    """The order a `java.util.HashMap` filled by `put` in this order iterates its keys: by bucket
+    (`hash ^ hash >>> 16` masked by the table size, which doubles from 16 whenever the size
+    passes three quarters of it), then by insertion within a bucket (up to 8 per bucket)."""
+    capacity = 16
+    while len(keys) > capacity * 3 // 4:
+        capacity *= 2
+    position = {key: i for i, key in enumerate(keys)}
+
+    def bucket(key: str) -> tuple[int, int]:
+        h = _string_hash(key)
+        return ((h ^ (h >> 16)) & (capacity - 1), position[key])
+
+    return sorted(keys, key=bucket)
+
+
+_ESCAPES = {i: f"\\u{i:04X}" for i in range(0x20)}
+_ESCAPES.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"})
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+def _string(text: str) -> str:
+    return '"' + text.translate(_ESCAPES) + '"'
+
+
+_INSIGNIFICANT: tuple[int, ...] = (
+    *(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7),
+    *(8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 11, 11, 11, 12, 12, 12, 12, 13, 13, 13, 14),
+    *(14, 14, 15, 15, 15, 15, 16, 16, 16, 17, 17, 17, 18, 18, 18, 19),
+)
+
+
+def double_text(value: float) -> str:
+    """`Double.toString` on JDK 11–17: the shortest round-trip digits, except that an integral
+    value below 2^63 is printed from its long value with only the digits 2^(e-54) makes
+    insignificant dropped. (JDK 11–18 also miss the shortest digits for a few other values,
+    e.g. 1.0E23 → 9.999999999999999E22; that is not modelled.)"""
+    if value == 0:
+        return "-0.0" if str(value).startswith("-") else "0.0"
+    minus = "-" if value < 0 else ""
+    magnitude = abs(value)
+    if magnitude == int(magnitude) and 1 <= magnitude < 2.0**63:
+        n = int(magnitude)
+        p2 = n.bit_length() - 55
+        drop = _INSIGNIFICANT[p2] if 1 < p2 < len(_INSIGNIFICANT) else 0
+        n, residue = divmod(n, 10**drop)
+        if drop and residue >= 10**drop // 2:
+            n += 1
+        digits, point = str(n).rstrip("0") or "0", len(str(n)) + drop
+    else:
+        _, shortest, exponent = Decimal(repr(magnitude)).as_tuple()
+        assert isinstance(exponent, int)
+        digits = "".join(map(str, shortest)).rstrip("0") or "0"
+        point = len(shortest) + exponent
+    if 1e-3 <= magnitude < 1e7:
+        if point <= 0:
+            return f"{minus}0.{'0' * -point}{digits}"
+        return f"{minus}{digits[:point].ljust(point, '0')}.{digits[point:] or '0'}"
+    return f"{minus}{digits[0]}.{digits[1:] or '0'}E{point - 1}"
 
 
 def _dumps(node: Any) -> str:
-    return json.dumps(node, separators=(",", ":"), ensure_ascii=False)
+    """Jackson's compact JSON of a tree whose dicts are already in the order Java writes them."""
+    if node is None:
+        return "null"
+    if isinstance(node, bool):
+        return "true" if node else "false"
+    if isinstance(node, int):
+        return str(node)
+    if isinstance(node, float):
+        return double_text(node)
+    if isinstance(node, str):
+        return _string(node)
+    if isinstance(node, list):
+        return "[" + ",".join(_dumps(item) for item in node) + "]"
+    if isinstance(node, dict):
+        return "{" + ",".join(f"{_string(str(k))}:{_dumps(v)}" for k, v in node.items()) + "}"
+    raise TypeError(f"cannot write {type(node).__name__} as JSON")
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -335,7 +335,9 @@ class Stairway:
         frame = self.f.flightmap_get_frame()
         if latest.working_parameters:
             return ObjectFlightMap.from_legacy(latest.working_parameters, get_frame=frame)
-        return ObjectFlightMap.from_rows(latest.working_rows, get_frame=frame)
+        # ≤0.0.60 never reads flightworking rows (0.0.50–0.0.60 only compared them with the
+        # JSON): rows a ≥0.0.61 engine wrote leave it the empty working map (§5.5)
+        return ObjectFlightMap(get_frame=frame)
 
     def _launch(self, ctx: FlightContext, flight: Flight) -> None:
         self.log.info(

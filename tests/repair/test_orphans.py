@@ -145,7 +145,8 @@ def test_repair_by_resuming_reencodes_and_sends_ready_messages(db: Engine, work_
 def test_resume_is_refused_for_inputs_the_reader_cannot_decode(db: Engine) -> None:
     plan = build_plan(detect(db, from_names(LIVE), options()), action=Action.RESUME)
     assert {r.finding.flight_id for r in plan.refused} == {ATTEMPT_1, ATTEMPT_4}
-    assert all("would orphan it again" in r.why for r in plan.refused)
+    assert all("would not let the engine finish it" in r.why for r in plan.refused)
+    assert all("input workspaceStage" in r.why for r in plan.refused)  # names the map
     forced = build_plan(detect(db, from_names(LIVE), options()), action=Action.RESUME, force=True)
     assert ATTEMPT_1 in [c.target for c in forced.changes]
 

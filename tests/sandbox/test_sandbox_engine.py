@@ -118,9 +118,11 @@ def test_jackson_forms_match_the_engine() -> None:
         '["bio.terra.workspace.service.iam.AuthenticatedUserRequest",'
         '{"email":"e","subjectId":null,"token":"t","reqId":"r"}]'
     )
+    # keys in java.util.HashMap's iteration order (by String.hashCode bucket), as real Jackson
+    # writes them (tests/conformance/test_sandbox_writer.py checks this against the JVM)
     assert jackson.write_legacy_map({"s": stage, "n": 3, "l": 2**40}) == (
         '["java.util.HashMap",{"s":["bio.terra.workspace.service.workspace.model.WorkspaceStage",'
-        '"MC_WORKSPACE"],"n":3,"l":["java.lang.Long",1099511627776]}]'
+        '"MC_WORKSPACE"],"l":["java.lang.Long",1099511627776],"n":3}]'
     )
     # ≤0.0.60: a row read back as Object is a String → the typed get fails
     legacy = ObjectFlightMap.from_rows({"workspaceStage": '"MC_WORKSPACE"'})

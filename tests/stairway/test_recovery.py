@@ -292,3 +292,27 @@ def test_audit_table_lives_in_its_own_schema_and_engine_tables_are_untouched(db:
         schema = c.execute(text("SELECT to_regclass('stairway_ops.audit')::text")).scalar()
     assert before == after
     assert schema == "stairway_ops.audit"
+
+
+def test_recover_instance_keeps_the_row_while_running_flights_still_name_it(db: Engine) -> None:
+    # the engine's disownRecovery finds an instance's flights by its id, looked up by name:
+    # deleting the row while one of them is still RUNNING would strand it for good
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO flight (flightid, submit_time, class_name, status, stairway_id)"
+                " VALUES ('late-flight', CURRENT_TIMESTAMP, 'a.b.F', 'RUNNING', :pod)"
+            ),
+            {"pod": DEAD_POD},
+        )
+    rec = recover_instance(db, DEAD_POD, actor=WHO, expected_flights=[ATTEMPT_4], policy=FAST)
+    assert [r.flight_id for r in rec.flights] == [ATTEMPT_4]  # what was planned is disowned
+    assert state(db, ATTEMPT_4) == ("READY", None)
+    assert rec.remaining == ("late-flight",)
+    assert "instance row kept" in rec.detail and "late-flight" in rec.detail
+    assert DEAD_POD in {i.stairway_name for i in list_instances(db)}
+    assert state(db, "late-flight") == ("RUNNING", DEAD_POD)
+    assert "delete_instance" not in {r.action for r in list_audit(db)}
+    done = recover_instance(db, DEAD_POD, actor=WHO, policy=FAST)  # nothing left behind now
+    assert done.outcome is Outcome.CHANGED and done.remaining == ()
+    assert DEAD_POD not in {i.stairway_name for i in list_instances(db)}

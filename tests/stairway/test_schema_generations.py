@@ -95,13 +95,48 @@ def test_2021_generation_has_the_engine_columns_in_physical_order(make_db) -> No
     assert columns(engine, "flightworking") == ["flightlog_id", "key", "value"]
     with reading(engine) as conn:
         constraints = set(conn.execute(text("SELECT conname FROM pg_constraint")).scalars())
+    # Liquibase on Postgres leaves column-level primary keys to Postgres (<table>_pkey); the
+    # named ones keep their names (§5.5)
     assert {
-        "pk_flight",
+        "flight_pkey",
+        "stairwayinstance_pkey",
         "pk_flightlog",
         "pk_flightinput",
         "pk_flightworking",
         "fk_flightworking_flightlog",
     } <= constraints
+    assert not {"pk_flight", "pk_stairwayinstance"} & constraints
+
+
+@pytest.mark.parametrize(
+    ("version", "liquibase"),
+    [
+        ("0.0.43", "3.8.6"),
+        ("0.0.50", "3.8.6"),
+        ("0.0.51", "4.2.1"),
+        ("0.0.60", "4.2.1"),
+        ("0.0.70", "4.2.1"),
+        ("0.0.71", "4.8.0"),
+        ("1.0.7", "4.8.0"),
+        ("1.1.0", "4.27.0"),
+        ("1.1.5", "4.27.0"),
+        ("1.1.6", "4.28.0"),
+        ("1.1.11", "4.28.0"),
+        ("1.1.12", "4.29.1"),
+        ("1.1.13", "4.29.1"),
+        ("1.1.14", "4.29.2"),
+    ],
+)
+def test_the_changelog_records_each_engines_liquibase_and_no_checksum(
+    make_db, version: str, liquibase: str
+) -> None:
+    # a stored checksum that does not match Liquibase's own makes the engine refuse to start;
+    # NULL is what Liquibase fills in itself (§5.5)
+    engine = make_db(version)
+    with reading(engine) as conn:
+        rows = conn.execute(text("SELECT liquibase, md5sum FROM databasechangelog")).all()
+    assert rows and {r.liquibase for r in rows} == {liquibase}
+    assert {r.md5sum for r in rows} == {None}
 
 
 def test_pre_flightworking_generation_has_no_log_ids(make_db) -> None:
