@@ -129,6 +129,7 @@ class KubePlatform(abc.ABC):
                 kubeconfig=kubeconfig,
                 context=context,
                 pod_filter=self.env.service.pod_filter,
+                label_selector=self.env.service.label_selector,
             )
         return self._kube
 
