@@ -114,9 +114,11 @@ def apply_profile(data: Any, shown: str) -> Any:
                     db.setdefault(key, getattr(pdb, key))
             password = db.setdefault("password", {})
             if pdb.password is not None and isinstance(password, dict):
-                # key by key: `password: {env: X}` keeps the service's Secret as the fallback;
-                # `k8s_secret: ""` in the env file switches it off
-                for key in ("k8s_secret", "k8s_key", "secret_manager"):
-                    if getattr(pdb.password, key):
-                        password.setdefault(key, getattr(pdb.password, key))
+                # `password: {env: X}` keeps the service's own store as the fallback; an env
+                # file that names a store (k8s_secret or secret_manager, even "") decides alone
+                if "k8s_secret" not in password and "secret_manager" not in password:
+                    for key in ("k8s_secret", "secret_manager"):
+                        if getattr(pdb.password, key):
+                            password[key] = getattr(pdb.password, key)
+                password.setdefault("k8s_key", pdb.password.k8s_key)
     return out

@@ -63,7 +63,13 @@ def _local(env: Env) -> Target:
 
 
 def _stderr_note(event: Event) -> None:
-    if event.kind in ("proxy.starting", "proxy.ready") or event.level != "info":
+    """One line on stderr when the proxy starts (stdout stays the command's output)."""
+    if event.kind == "proxy.ready":
+        print(
+            f"repairtool: started cloud-sql-proxy ({event.message}); it stops with this command",
+            file=sys.stderr,
+        )
+    elif event.kind == "proxy.reused" or event.level != "info":
         print(f"repairtool: cloud-sql-proxy: {event.message}", file=sys.stderr)
 
 
