@@ -299,3 +299,38 @@ def test_secret_manager_crc_mismatch_and_missing_versions(
         )
     with pytest.raises(Refused, match="expected SECRET or projects/"):
         ops_secrets.secret_manager_name("projects/p/db", "p")
+
+
+def test_inv_connect_db_starts_the_proxy_and_gives_psql_the_password_from_the_secret(
+    fake_gke: Any, make_gke_env: Any, instance: StairwayInstance, tools: Path
+) -> None:
+    """`inv connect-db --env <gke>`: the real psql logs in with the Secret's password (scram: a
+    wrong one is refused), reads an empty stdin and exits 0; the password is never shown."""
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed")
+    _put_k8s_secret(fake_gke, SECRET_NAME, {"password": instance.password})
+    env = _env_file(make_gke_env, fake_gke, instance)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
+    base.update(
+        PATH=os.pathsep.join([str(tools), os.path.dirname(sys.executable), base["PATH"]]),
+        STAIRWAY_OPS_ENVS_DIR=str(env.path.parent),
+        STAIRWAY_OPS_STATE_DIR=str(env.path.parent.parent / "state-root"),
+        FAKE_CLOUDSQL_UPSTREAM=f"127.0.0.1:{instance.port}",
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(root), "connect-db", "--env", "jcarlton"],
+        capture_output=True, text=True, env=base, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"dbname={instance.db} user={instance.user}" in proc.stdout
+    assert f"password from Kubernetes Secret terra-jcarlton/{SECRET_NAME}" in proc.stdout
+    assert instance.password not in proc.stdout + proc.stderr
+    # the same with a wrong password in the Secret: psql is refused (so the first login was real)
+    fake_gke.cluster.store.delete("secrets", "terra-jcarlton", SECRET_NAME)
+    _put_k8s_secret(fake_gke, SECRET_NAME, {"password": "not-the-password"})
+    bad = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(root), "connect-db", "--env", "jcarlton"],
+        capture_output=True, text=True, env=base, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "password authentication failed" in bad.stdout + bad.stderr
