@@ -62,7 +62,7 @@ def instance(pg_server: PgServer) -> StairwayInstance:
     engine = create_engine(url)
     try:
         with engine.begin() as c:
-            create_schema(c, "0.0.43")
+            create_schema(c, "0.0.60")
             c.execute(text(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'"))
             c.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{user}"'))
             c.execute(
@@ -73,6 +73,12 @@ def instance(pg_server: PgServer) -> StairwayInstance:
                     " 'RUNNING', :o)"
                 ),
                 {"o": DEAD},
+            )
+            c.execute(
+                text(
+                    "INSERT INTO flightinput (flightid, key, value) VALUES"
+                    " ('f-orphan', 'workspaceStage', '\"MC_WORKSPACE\"')"
+                )
             )
     finally:
         engine.dispose()
@@ -334,3 +340,19 @@ def test_inv_connect_db_starts_the_proxy_and_gives_psql_the_password_from_the_se
         capture_output=True, text=True, env=base, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert bad.returncode != 0 and "password authentication failed" in bad.stdout + bad.stderr
+
+
+def test_catalog_draft_for_a_new_service_writes_its_catalog_file_once(
+    fake_gke: Any, make_gke_env: Any, instance: StairwayInstance, tools: Path, tmp_path: Path
+) -> None:
+    _put_k8s_secret(fake_gke, SECRET_NAME, {"password": instance.password})
+    catalog = tmp_path / "catalogs" / "my-service.yaml"
+    env = _env_file(make_gke_env, fake_gke, instance, **{"service.catalog": str(catalog)})
+    first = _repairtool(tools, env, instance, "catalog", "draft", "--env", "jcarlton")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "" and f"wrote {catalog}" in first.stderr
+    text_ = catalog.read_text()
+    assert "WorkspaceCreateFlight" in text_ and "workspaceStage" in text_
+    again = _repairtool(tools, env, instance, "catalog", "draft", "--env", "jcarlton")
+    assert again.returncode == 3 and "pass --force" in again.stderr
+    assert catalog.read_text() == text_
