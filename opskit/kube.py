@@ -184,6 +184,7 @@ class Kube:
         except config.ConfigException as exc:
             raise Unavailable(f"kubeconfig {kubeconfig}: {str(exc).splitlines()[0]}") from None
         api.configuration.retries = 1
+        self.api_client = api
         self.host = api.configuration.host
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)

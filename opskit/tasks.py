@@ -45,6 +45,7 @@ from opskit.taskkit import (
     write_json_out,
 )
 from opskit.testrunner import run_test_document
+from opskit.watchdeploy import apply_manifests, render_manifests, watch_settings, write_manifests
 from repairtool.clock import rfc3339
 from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.guards import confirm
@@ -169,6 +170,44 @@ def db_proxy(c: Context, env: str | None = None) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+
+
+@ops_task(
+    help={
+        "env": "a GKE environment (envs/NAME.yaml)",
+        "out": "also write the rendered manifests to DIR (one YAML file per object)",
+    },
+    dry="honoured",
+)
+def deploy_watch(c: Context, env: str | None = None, out: str | None = None) -> None:
+    """Run `repairtool watch` in the env's namespace: Deployment, RBAC, PrometheusRule.
+
+    Renders templates/watch/*.yaml.j2 for the env (settings from its `watch:` section) and
+    applies them with server-side apply: a ServiceAccount whose Role may only list pods in the
+    namespace (and get the one Secret with the Stairway password, when the service keeps it
+    there), a ConfigMap with the env file, the watcher Deployment (Cloud SQL proxy as a native
+    sidecar, metrics on :9464, auto-resume only when `watch.auto_resume` is true), a
+    PrometheusRule (finding older than `watch.alert_after`, scans failing, watcher absent) and
+    a PodMonitor. `inv --dry deploy-watch` renders and lists them, and applies nothing.
+    """
+    e = env_of(env)
+    manifests = render_manifests(e)
+    if out:
+        for p in write_manifests(manifests, Path(out)):
+            print(f"wrote {p}")
+    if is_dry(c):
+        for m in manifests:
+            print(f"dry run: would apply {m['kind'].lower()}/{m['metadata']['name']}"
+                  f" in {m['metadata']['namespace']}")  # fmt: skip
+        return
+    kube = platform_for(e).kube()
+    for applied in apply_manifests(kube.api_client, manifests):
+        print(applied.line())
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    print(
+        f"watcher deployed: deployment/{deployment['metadata']['name']} in {e.namespace};"
+        f" metrics on port {watch_settings(e).metrics_port} (/metrics)"
+    )
 
 
 @ops_task(help={"env": ENV_HELP})
@@ -552,6 +591,6 @@ sandbox_ns.add_task(sandbox_status, name="status")
 #: the collection (the root ``tasks.py`` re-exports it for ``inv``)
 ns = Collection(
     envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment,
-    runbook, bench,
+    runbook, bench, deploy_watch,
 )  # fmt: skip
 ns.add_collection(sandbox_ns)
