@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from invoke import Collection, Context
 from invoke.exceptions import Exit
 
 from opskit import envs as envs_mod
-from opskit import local, paths
+from opskit import local, paths, sandboxwatch
 from opskit.cloudlogs import ENGINE_PHRASES, build_filter, parse_since
 from opskit.engine_events import flight_timeline
 from opskit.envsetup import setup as do_setup
@@ -523,18 +524,54 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
     help={
         "env": "a local environment (envs/NAME.yaml; default: local)",
         "fresh": "wipe the previous database, logs and pods first",
+        "watch": "also run `repairtool watch` on the sandbox (metrics, log lines)",
+        "watch_interval": "between the watcher's scans (default: the env's watch.interval, 1m)",
+        "auto_resume": "let the watcher resume dead_owner flights (limited; see README)",
+        "max_per_hour": "auto-resume at most N changes per hour (default: the env's, 6)",
+        "min_age": "auto-resume a finding seen this long (default: the env's, 10m)",
     },
     dry="refused",
 )
-def sandbox_up(c: Context, env: str | None = None, fresh: bool = False) -> None:
-    """Start the local sandbox (Postgres, Pub/Sub emulator, pods) and wait until Ready."""
-    h = local.up(local.require_local(env_of(env)), fresh=fresh)
+def sandbox_up(
+    c: Context,
+    env: str | None = None,
+    fresh: bool = False,
+    watch: bool = False,
+    watch_interval: str | None = None,
+    auto_resume: bool = False,
+    max_per_hour: int | None = None,
+    min_age: str | None = None,
+) -> None:
+    """Start the local sandbox (Postgres, Pub/Sub emulator, pods) and wait until Ready.
+
+    With --watch the same watcher a cluster runs (`inv deploy-watch`) runs next to it: its
+    metrics URL is printed, its JSON log is <sandbox state>/watch.log; `inv sandbox.down`
+    stops it.
+    """
+    e = local.require_local(env_of(env))
+    if (auto_resume or watch_interval or min_age or max_per_hour) and not watch:
+        raise UsageError(
+            "--watch-interval, --auto-resume, --max-per-hour and --min-age need --watch"
+        )
+    h = local.up(e, fresh=fresh)
     pods = h.ready_pods()
     print(f"sandbox up in {h.startup_seconds:.1f}s: {len(pods)} pod(s) ready in {h.namespace}")
     for p in pods:
         print(f"  {p}")
     print(f"service {h.service_url}  kubeconfig {h.kubeconfig}  logs {h.logging_url}")
     print("work queue: " + ("Pub/Sub emulator" if h.queue_enabled else "none (resume inline)"))
+    if watch:
+        w = watch_settings(e)
+        args = sandboxwatch.watch_command(
+            e,
+            interval=_duration_td("--watch-interval", watch_interval) or w.interval,
+            auto_resume=auto_resume,
+            max_per_hour=_count("--max-per-hour", max_per_hour) or w.max_per_hour,
+            min_age=_duration_td("--min-age", min_age) or w.min_age,
+        )
+        running = sandboxwatch.start(e, args)
+        print(f"watcher: repairtool {' '.join(args)}")
+        print(f"  metrics {running.metrics_url}  log {running.log}  (pid {running.pid})")
 
 
 @ops_task(help={"env": "a local environment (envs/NAME.yaml; default: local)"}, dry="refused")
@@ -558,6 +595,9 @@ def sandbox_status(c: Context, env: str | None = None, json: bool = False) -> No
             print(f"  pod {p.get('name')}  {state}")
         for k, v in st.urls.items():
             print(f"  {k}: {v}")
+        running = sandboxwatch.status()
+        if running is not None:
+            print(f"  watcher: pid {running.pid}  metrics {running.metrics_url}")
     if not st.running:
         raise Exit(code=int(ExitCode.PLATFORM_UNREACHABLE))
 
@@ -566,6 +606,16 @@ def _duration(flag: str, value: str) -> float:
     """A duration option in seconds (the one grammar: 90s, 10m, 1h30m)."""
     try:
         return parse_duration(value).total_seconds()
+    except InvalidDuration as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def _duration_td(flag: str, value: str | None) -> timedelta | None:
+    """A duration option (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
     except InvalidDuration as exc:
         raise UsageError(f"{flag}: {exc}") from None
 
