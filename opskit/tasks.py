@@ -22,7 +22,7 @@ from invoke import Collection, Context
 from invoke.exceptions import Exit
 
 from opskit import envs as envs_mod
-from opskit import local, paths, sandboxwatch
+from opskit import local, paths, sandboxwatch, viaansible
 from opskit.cloudlogs import ENGINE_PHRASES, build_filter, parse_since
 from opskit.engine_events import flight_timeline
 from opskit.envsetup import setup as do_setup
@@ -52,6 +52,7 @@ from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.guards import confirm
 
 ENV_HELP = "environment name (envs/NAME.yaml; default: local)"
+VIA_HELP = "python (the official client; default) or ansible (the playbook, kubernetes.core)"
 JSON_OUT_HELP = "also write the result (or the error) as a JSON document to FILE"
 
 
@@ -135,31 +136,44 @@ def build(c: Context, env: str | None = None) -> None:
 
 
 @ops_task(
-    help={"env": ENV_HELP, "timeout": "how long to wait for the rollout (default: 10m)"},
+    help={
+        "env": ENV_HELP,
+        "timeout": "how long to wait for the rollout (default: 10m)",
+        "via": VIA_HELP,
+    },
     dry="honoured",
 )
-def deploy(c: Context, env: str | None = None, timeout: str = "10m") -> None:
+def deploy(c: Context, env: str | None = None, timeout: str = "10m", via: str = "python") -> None:
     """Deploy and watch the rollout until `Deployments stabilized in …`.
 
     GKE: `skaffold run` in <checkout>/local-dev, then the rollout through the Kubernetes API.
     Local: rolls the sandbox deployment (new template hash, pods replaced one by one).
-    With `inv --dry deploy` it says what it would roll and changes nothing.
+    With `inv --dry deploy` it says what it would roll and changes nothing. `--via ansible`
+    runs playbooks/deploy.yml (kubernetes.core: k8s, k8s_info with wait_condition) instead.
     """
     e = env_of(env)
     seconds = _duration("--timeout", timeout)
     rd = run_dir("deploy", e)
+    if _via(via) == "ansible" and not is_dry(c):
+        print(viaansible.deploy(e, rd, console_reporter(rd), seconds).message)
+        return
     result = platform_for(e).rollout(c, console_reporter(rd), seconds, dry=is_dry(c))
     print(result.message)
 
 
-@ops_task(help={"env": ENV_HELP}, dry="refused")
-def db_proxy(c: Context, env: str | None = None) -> None:
+@ops_task(help={"env": ENV_HELP, "via": VIA_HELP}, dry="refused")
+def db_proxy(c: Context, env: str | None = None, via: str = "python") -> None:
     """Start the Cloud SQL proxy until Ctrl-C and print the psql line.
 
     GKE: cloud-sql-proxy on the env's port, waiting until it accepts connections. Local: the
-    sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed.
+    sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed
+    (`inv connect-db` reads it from where the service keeps it). `--via ansible` runs
+    playbooks/db-proxy.yml (which also checks the password's Secret with kubernetes.core).
     """
     e = env_of(env)
+    if _via(via) == "ansible":
+        _db_proxy_via_ansible(e)
+        return
     with platform_for(e).db_proxy(c, console_reporter(), e.state_path / "cloud-sql-proxy.log") as t:
         print(t.psql_line())
         print(f"password: {t.password.describe()}")
@@ -171,6 +185,24 @@ def db_proxy(c: Context, env: str | None = None) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+
+
+def _db_proxy_via_ansible(e: envs_mod.Env) -> None:
+    rd = run_dir("db-proxy", e)
+    started = viaansible.db_proxy(e, rd, console_reporter(rd), state="started")
+    print(started.psql)
+    print(f"password: {e.require_db().password.describe() if e.kind == 'gke' else 'sandbox'}")
+    if e.kind != "gke":
+        return
+    print("proxy running; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if started.started:
+            viaansible.db_proxy(e, rd, console_reporter(rd, quiet=True), state="stopped")
 
 
 @ops_task(
@@ -238,6 +270,7 @@ def connect_db(c: Context, env: str | None = None) -> None:
         "yes": "do not ask y/N before killing a pod of a GKE env",
         "json": "print the result as JSON",
         "json_out": JSON_OUT_HELP,
+        "via": VIA_HELP + "; ansible deletes the pod and waits for the replacement only",
     },
     dry="honoured",
 )
@@ -254,6 +287,7 @@ def kill_pod(
     yes: bool = False,
     json: bool = False,
     json_out: str | None = None,
+    via: str = "python",
 ) -> None:
     """Kill the pod holding a flight, watch the replacement, and record what the engine did.
 
@@ -279,6 +313,9 @@ def kill_pod(
             return
         if e.kind == "gke":
             confirm(f"About to {plan.describe()}. Continue?", yes=yes)
+        if _via(via) == "ansible":
+            _kill_pod_via_ansible(e, plan.pod, opts, rd, rep, json=json, json_out=json_out)
+            return
         result = do_kill(p, opts, get_flight=get_flight, reporter=rep, run_dir=rd)
     if json_out:
         write_json_out(json_out, result.to_json())
@@ -292,6 +329,35 @@ def kill_pod(
         raise Exit(f"flight stuck: {result.verdict}", int(ExitCode.FINDINGS))
     if result.outcome == "not-replaced":
         raise Exit("no replacement pod became Ready in time", int(ExitCode.TIMEOUT))
+
+
+def _kill_pod_via_ansible(
+    e: envs_mod.Env,
+    pod: str | None,
+    opts: KillPodOptions,
+    rd: Path,
+    rep: Any,
+    *,
+    json: bool,
+    json_out: str | None,
+) -> None:
+    if pod is None:
+        raise UsageError("--via ansible needs the pod: give --pod, or a --flight that has an owner")
+    if opts.when_step is not None:
+        raise UsageError("--when-step follows the flight, which --via ansible does not do")
+    result = viaansible.kill_pod(e, pod, rd, rep, wait_seconds=opts.replacement_timeout)
+    doc = {
+        "schema": "stairway-ops.kill-pod-ansible/1",
+        "deleted": result.deleted,
+        "replacement": result.replacement,
+        "namespace": result.namespace,
+    }
+    if json_out:
+        write_json_out(json_out, doc)
+    if json:
+        print_json(doc)
+    else:
+        print(result.message)
 
 
 @ops_task(
@@ -608,6 +674,12 @@ def _duration(flag: str, value: str) -> float:
         return parse_duration(value).total_seconds()
     except InvalidDuration as exc:
         raise UsageError(f"{flag}: {exc}") from None
+
+
+def _via(value: str) -> str:
+    if value not in ("python", "ansible"):
+        raise UsageError(f"--via {value!r}: python or ansible")
+    return value
 
 
 def _duration_td(flag: str, value: str | None) -> timedelta | None:

@@ -4,6 +4,7 @@ with a real Invoke Context."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -190,7 +191,9 @@ def test_db_proxy_playbook_starts_is_idempotent_and_stops(
     make_gke_env: Any, fake_tools: Path, tmp_path: Path
 ) -> None:
     port = _free_port()
-    env = make_gke_env(**{"stairway.db.port": port})
+    env = make_gke_env(
+        **{"stairway.db.port": port, "stairway.db.password": {"env": "X", "k8s_secret": ""}}
+    )
     env.state_path.mkdir(parents=True)
     v = setup_vars(env)
     r = run_playbook("db-proxy.yml", v, tmp_path / "r1")
@@ -227,3 +230,84 @@ def test_cloud_sql_proxy_with_a_real_context_waits_for_the_port_and_stops_it(
     assert not port_open("127.0.0.1", port)
     assert [e.kind for e in got.events] == ["proxy.starting", "proxy.ready", "proxy.stopped"]
     assert "ready for new connections" in (tmp_path / "proxy.log").read_text()
+
+
+def test_db_proxy_playbook_checks_the_password_secret_without_showing_it(
+    gke_env: Any, fake_gke: Any, fake_tools: Path, make_gke_env: Any, tmp_path: Path
+) -> None:
+    """kubernetes.core reads the Secret (no_log): a missing one stops the play before the proxy
+    starts; the value is in no event and no artifact file."""
+    import base64
+
+    port = _free_port()
+    env = make_gke_env(**{"gke.kubeconfig": str(fake_gke.kubeconfig), "stairway.db.port": port})
+    env.state_path.mkdir(parents=True)
+    missing = run_playbook("db-proxy.yml", setup_vars(env), tmp_path / "r0")
+    assert not missing.ok
+    assert missing.failed_tasks == ("Stop when the Secret or its key is missing",)
+    assert not port_open("127.0.0.1", port)
+    secret = "pw-in-a-secret-7f3a"
+    fake_gke.cluster.store.create(
+        "secrets",
+        {"apiVersion": "v1", "kind": "Secret",
+         "metadata": {"name": "workspacemanager-stairway-db-creds", "namespace": "terra-jcarlton"},
+         "data": {"password": base64.b64encode(secret.encode()).decode()}},
+    )  # fmt: skip
+    r = run_playbook("db-proxy.yml", setup_vars(env), tmp_path / "r1")
+    try:
+        assert r.ok, r.first_failure()
+        assert r.stats["password_secret"] == "workspacemanager-stairway-db-creds"
+        assert port_open("127.0.0.1", port)
+    finally:
+        run_playbook("db-proxy.yml", {**setup_vars(env), "state": "stopped"}, tmp_path / "r2")
+    encoded = base64.b64encode(secret.encode()).decode()
+    for f in (tmp_path / "r1").rglob("*"):
+        if f.is_file():
+            body = f.read_text(errors="replace")
+            assert secret not in body and encoded not in body, f
+
+
+def test_a_playbook_without_its_collection_is_one_tool_missing_line(
+    kube_vars: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opskit import ansible
+    from opskit.errors import ToolMissing
+
+    monkeypatch.setitem(ansible.COLLECTIONS, "kill-pod.yml", ("nosuch.collection",))
+    with pytest.raises(ToolMissing) as info:
+        run_playbook("kill-pod.yml", {**kube_vars, "pod": "x"}, tmp_path / "run")
+    assert str(info.value) == (
+        "playbooks/kill-pod.yml needs the Ansible collection nosuch.collection: pip install"
+        " 'stairway-ops[ansible]' (the PyPI ansible bundle ships it; Galaxy is not needed)"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_inv_kill_pod_and_deploy_via_ansible_on_a_gke_env(
+    gke_env: Any,
+    fake_gke: Any,
+    fake_tools: Path,
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The real code path of the playbooks: `inv kill-pod|deploy --via ansible`."""
+    from invoke import MockContext
+    from invoke.exceptions import Exit
+
+    from opskit import tasks
+
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
+    victim = sorted(fake_gke.pods())[0]
+    tasks.kill_pod(MockContext(), env="jcarlton", pod=victim, via="ansible", yes=True, json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "stairway-ops.kill-pod-ansible/1" and doc["deleted"] == victim
+    assert doc["replacement"] in fake_gke.pods() and victim not in fake_gke.pods()
+    with pytest.raises(Exit) as info:
+        tasks.kill_pod(MockContext(), env="jcarlton", pod="workspacemanager-deployment-x-y",
+                       via="ansible", yes=True)  # fmt: skip
+    assert info.value.code == 9  # NOT_FOUND, from the playbook's guard task
+    (gke_env.service.checkout_path / "local-dev").mkdir(parents=True)
+    tasks.deploy(MockContext(), env="jcarlton", via="ansible", timeout="30s")
+    out = capsys.readouterr().out
+    assert "deployment/workspacemanager-deployment rolled out: 2 replicas available" in out
