@@ -356,3 +356,32 @@ def test_catalog_draft_for_a_new_service_writes_its_catalog_file_once(
     again = _repairtool(tools, env, instance, "catalog", "draft", "--env", "jcarlton")
     assert again.returncode == 3 and "pass --force" in again.stderr
     assert catalog.read_text() == text_
+
+
+def test_a_proxy_already_listening_is_reused_and_left_running_and_n_overrides_the_namespace(
+    fake_gke: Any, make_gke_env: Any, instance: StairwayInstance, tools: Path
+) -> None:
+    _put_k8s_secret(fake_gke, SECRET_NAME, {"password": instance.password})
+    env = _env_file(make_gke_env, fake_gke, instance)
+    assert env.stairway.db is not None
+    port = env.stairway.db.port
+    proxy = subprocess.Popen(
+        [str(tools / "cloud-sql-proxy"), "--port", str(port), "p:r:i"],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "FAKE_CLOUDSQL_UPSTREAM": f"127.0.0.1:{instance.port}"},
+    )
+    try:
+        end = time.monotonic() + 10
+        while _port_closed(port, 0.1) and time.monotonic() < end:
+            pass
+        proc = _repairtool(
+            tools, env, instance, "orphans", "--env", "jcarlton", "-n", "terra-other", "--json"
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert "already accepts connections; using it" in proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["liveness"]["source"] == "kube:terra-other" and doc["liveness"]["live"] == []
+        assert proxy.poll() is None, "a proxy the command did not start is left running"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
