@@ -4,7 +4,8 @@ Runs until SIGTERM (or Ctrl-C), then stops cleanly: the current scan finishes, t
 endpoint closes, and a Cloud SQL proxy it started is stopped. Each log line on stdout is one
 JSON object (`time`, `severity`, `event`, `message`, …): `watch.started`, `metrics.listening`,
 `finding.new`, `finding.cleared`, `scan.failed`, `repair.applied|skipped|refused|rate_limited`,
-`watch.stopped`. `--once` runs one scan and prints its result (schema repairtool.watch-scan/1).
+`watch.stopped`. `--once` runs one scan and prints its result (schema repairtool.watch-scan/1;
+the log lines then go to stderr).
 
 Metrics (on http://ADDR/metrics):
   stairway_ops_findings{env,kind}                     findings of the last successful scan
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +180,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         interval=args.interval.total_seconds(), auto_resume=auto, actor=args.actor or ""
     )
     host, port = parse_addr(args.metrics_addr)
-    log = json_lines()
+    # --once prints one document on stdout: its log lines go to stderr
+    log = json_lines(sys.stderr if args.once else None)
     targets: list[Target] = []
     sources: list[WatchSource] = []
     server: Any = None

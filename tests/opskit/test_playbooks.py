@@ -1,5 +1,5 @@
 """Playbooks through ansible-runner (slow): setup idempotence, kill-pod/deploy via the kube API
-with ansible.builtin.uri, db-proxy with a stand-in cloud-sql-proxy; and the Python proxy path
+with kubernetes.core, db-proxy with a stand-in cloud-sql-proxy; and the Python proxy path
 with a real Invoke Context."""
 
 from __future__ import annotations

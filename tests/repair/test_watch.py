@@ -315,3 +315,39 @@ def test_cli_refuses_auto_resume_without_kubernetes_liveness(stairway_db: Engine
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (extra, proc.stderr)
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_once_prints_one_scan_and_exits_with_the_findings_code(stairway_db: Engine) -> None:
+    _flight(stairway_db, "f-dead", DEAD)
+    url = stairway_db.url.render_as_string(hide_password=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repairtool", "watch", "--db", url, "--live-instances", "alive",
+         "-n", "terra-x", "--once"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "repairtool.watch-scan/1"
+    (env,) = doc["envs"]
+    assert env["env"] == "terra-x" and env["findings"]["dead_owner"] == 1
+    assert env["new"] == [["dead_owner", "f-dead"], ["stale_instance", f"instance {DEAD}"]]
+    logged = [json.loads(line)["event"] for line in proc.stderr.splitlines()]
+    assert logged == ["finding.new", "finding.new"]
+
+
+def test_in_cluster_only_without_a_kubeconfig_like_kubectl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repairtool.liveness import in_cluster
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert not in_cluster(None) and not in_cluster(tmp_path / "missing")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert in_cluster(None) and in_cluster(tmp_path / "missing")
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("apiVersion: v1\n")
+    assert not in_cluster(kc)
+    monkeypatch.setenv("KUBECONFIG", str(kc))
+    assert not in_cluster(None)
