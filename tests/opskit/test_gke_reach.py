@@ -323,6 +323,7 @@ def test_inv_connect_db_starts_the_proxy_and_gives_psql_the_password_from_the_se
         STAIRWAY_OPS_ENVS_DIR=str(env.path.parent),
         STAIRWAY_OPS_STATE_DIR=str(env.path.parent.parent / "state-root"),
         FAKE_CLOUDSQL_UPSTREAM=f"127.0.0.1:{instance.port}",
+        PGPASSFILE=str(env.path.parent / "no-such-pgpass"),  # no ~/.pgpass either
     )
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
