@@ -196,6 +196,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
             sources.append(_source(args, None))
         if auto is not None:
             _check_auto_resume_liveness(args, targets)
+            if len(targets) > 1 and any(t.pubsub_emulator_host for t in targets):
+                # the emulator is process-wide for the Pub/Sub client: READY messages for the
+                # other environments would go to it
+                raise UsageError(
+                    "--auto-resume with the local sandbox and other environments in one watcher:"
+                    " run one watcher for the sandbox and one for the others"
+                )
         registry = CollectorRegistry()
         watcher = Watcher(sources, registry, options, log=log)
         if args.once:
