@@ -27,7 +27,14 @@ from opskit.cloudlogs import ENGINE_PHRASES, build_filter, parse_since
 from opskit.engine_events import flight_timeline
 from opskit.envsetup import setup as do_setup
 from opskit.envsetup import setup_vars
-from opskit.errors import CommandFailed, EnvError, ExitCode, NotFound, UsageError
+from opskit.errors import (
+    CommandFailed,
+    EnvError,
+    ExitCode,
+    NotFound,
+    OperationFailed,
+    UsageError,
+)
 from opskit.experiment.definition import list_definitions, load_definition
 from opskit.experiment.runner import run_experiment
 from opskit.killpod import KillPodOptions, flight_getter, plan_kill
@@ -588,6 +595,35 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
 
 @ops_task(
     help={
+        "only": "soak names or prefixes: race, faults, fuzz, secrets (default: all)",
+        "scale": "fraction of the full trial counts (default: 1.0)",
+        "seed": "random seed (default: a new one, printed per soak)",
+        "json": "also write the figures to this JSON file",
+    },
+)
+def soak(
+    c: Context,
+    only: str | None = None,
+    scale: float = 1.0,
+    seed: str | None = None,
+    json: str | None = None,
+) -> None:
+    """Run the reliability soaks (tests/reliability) and print their figures: trials and
+    violations per invariant, the table the README's Reliability section quotes."""
+    if seed is not None and not seed.isdigit():
+        raise UsageError(f"--seed {seed!r}: a whole number >= 0")
+    args = (f" --only {only}" if only else "") + f" --scale {scale}"
+    args += (f" --seed {seed}" if seed is not None else "") + (f" --json {json}" if json else "")
+    with c.cd(str(paths.PROJECT_ROOT)):
+        result = c.run(f"{sys.executable} -m tests.reliability.soak{args}", pty=False, warn=True)
+    if result is not None and result.exited == 1:
+        raise OperationFailed("the soaks found violations (see the table)")
+    if result is not None and result.failed:
+        raise CommandFailed(f"tests/reliability/soak.py failed (exit {result.exited})")
+
+
+@ops_task(
+    help={
         "env": "a local environment (envs/NAME.yaml; default: local)",
         "fresh": "wipe the previous database, logs and pods first",
         "watch": "also run `repairtool watch` on the sandbox (metrics, log lines)",
@@ -713,6 +749,6 @@ sandbox_ns.add_task(sandbox_status, name="status")
 #: the collection (the root ``tasks.py`` re-exports it for ``inv``)
 ns = Collection(
     envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment,
-    runbook, bench, deploy_watch,
+    runbook, bench, soak, deploy_watch,
 )  # fmt: skip
 ns.add_collection(sandbox_ns)

@@ -10,28 +10,40 @@ Each change is made of recovery-API steps (compare-and-set, audited):
 Safety rules (a refused change is listed with why, and never applied):
 - a flight whose inputs fail to decode for the reader is never resumed (it would be orphaned
   again) unless `force`;
-- a flight whose owner is alive is only touched when it shows the make-flight failure pattern or
-  when the operator named it (`--flight`);
+- a flight whose owner is alive is only touched with explicit evidence (the make-flight failure
+  pattern) or `force`; naming it (`--flight`) only chooses it, it does not bypass this rule;
 - stale instances are only recovered on real liveness evidence (a pod list, or names given).
+
+Applying (`apply_plan`) is compare-and-set end to end: every step compares against the state
+detection saw — status, owner and row version (`evidence.row_version`) — and the next step of the
+same change against the state the previous step left; each step records its evidence (owner
+dead, make-flight failure, forced) in the audit row. An error that stops the apply (database
+unreachable after the retries, an unknown commit outcome, a missing privilege) leaves the changes
+already made in place and reports which were not attempted.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from repairtool.detect import Action, Detection, Finding, Kind
+from repairtool.errors import RepairToolError, UsageError
 from repairtool.events import Event, Sink, discard
 from repairtool.flightmap import Catalog, ReaderVersion, reencode
 from repairtool.liveness import Confidence
 from repairtool.stairway import recovery
-from repairtool.stairway.audit import Actor
-from repairtool.stairway.model import FlightState, MutationResult, Outcome
+from repairtool.stairway.audit import Actor, ensure_audit_table
+from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
+from repairtool.stairway.errors import LiveOwnerRefused, PermissionDenied, shown
+from repairtool.stairway.model import FlightState, FlightStatus, MutationResult, Outcome
 from repairtool.stairway.queries import get_flight
 from repairtool.stairway.queue import WorkQueue
+from repairtool.stairway.recovery import Because, Evidence
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class Plan:
     report_only: tuple[Finding, ...]
     deferred: tuple[Change, ...]  # beyond --limit
     queue: str | None  # topic the READY messages go to, or None (no work queue)
+    force: bool = False  # the operator overrode the safety rules (recorded as evidence)
 
     @property
     def empty(self) -> bool:
@@ -113,6 +126,8 @@ def build_plan(
 ) -> Plan:
     """Turn findings into changes. `action` overrides each finding's proposed action (resume or
     fail); `inputs` (flight → key → stored text) is needed only for reencode."""
+    if limit is not None and limit < 0:
+        raise UsageError(f"--limit must be 0 or more, not {limit}")
     changes: list[Change] = []
     refused: list[Refusal] = []
     report_only: list[Finding] = []
@@ -135,11 +150,18 @@ def build_plan(
         failures = _decode_failures(f)
         if f.kind is Kind.UNDECODABLE:
             _plan_undecodable(
-                f, wanted, named, failures, catalog, reader, inputs or {}, changes, refused
+                f, wanted, named, failures, catalog, reader, inputs or {}, changes, refused, force
             )
             continue
-        if f.kind is Kind.STALLED and f.flight_id not in named and not failures:
-            refused.append(Refusal(f, wanted, "owner is alive; name the flight with --flight"))
+        if f.kind is Kind.STALLED and not failures and not force:
+            refused.append(
+                Refusal(
+                    f,
+                    wanted,
+                    "owner is alive and nothing shows it cannot run the flight (no make-flight"
+                    " failure); a slow step looks the same — use --force to act anyway",
+                )
+            )
             continue
         if wanted in (Action.RESUME, Action.ENQUEUE):
             if failures and not force:
@@ -179,6 +201,7 @@ def build_plan(
         tuple(report_only),
         tuple(deferred),
         queue.topic_path if queue else None,
+        force,
     )
 
 
@@ -192,6 +215,7 @@ def _plan_undecodable(
     inputs: dict[str, dict[str, str]],
     changes: list[Change],
     refused: list[Refusal],
+    force: bool = False,
 ) -> None:
     """`repairtool decode --fix`: rewrite inputs (no resume), or fail a flight nobody runs."""
     if wanted is Action.REENCODE:
@@ -201,12 +225,13 @@ def _plan_undecodable(
         else:
             changes.append(Change(f, Action.REENCODE, ("rewrite_input",), rewrites))
     elif wanted is Action.FAIL:
-        if f.status == "RUNNING" and f.flight_id not in named:
+        if f.status == "RUNNING" and not force:
             refused.append(
                 Refusal(
                     f,
                     wanted,
-                    "RUNNING: check its owner with `repairtool orphans`, or name it with --flight",
+                    "RUNNING: its owner may be running it; repair it with `repairtool orphans`,"
+                    " which checks the owner's liveness",
                 )
             )
         else:
@@ -268,8 +293,49 @@ class Applied:
 
 @dataclass(frozen=True)
 class Outcomes:
+    """What `apply_plan` did: changes applied, skipped (the flight moved on, or a safety rule),
+    failed (the error that stopped the apply) and not attempted after it."""
+
     applied: tuple[Applied, ...]
     skipped: tuple[Applied, ...]
+    failed: tuple[Applied, ...] = ()
+    not_attempted: tuple[Change, ...] = ()
+    error: RepairToolError | None = None
+
+
+def check_can_write(engine: Engine, plan: Plan, *, policy: RetryPolicy = DEFAULT_RETRY) -> None:
+    """Before the first change: the audit table is ours (or can be created) and the role may
+    UPDATE what the plan changes — so a SELECT-only role or a read-only replica fails with one
+    line and nothing half-written."""
+    if not plan.changes:
+        return
+    tables = {"flight"}
+    if any(c.rewrites for c in plan.changes):
+        tables.add("flightinput")
+    if any(c.action is Action.RECOVER_INSTANCE for c in plan.changes):
+        tables.add("stairwayinstance")
+
+    def body(conn: Connection) -> list[str]:
+        if conn.execute(text("SELECT pg_is_in_recovery()")).scalar():
+            return ["the database is a read-only replica (in recovery)"]
+        missing = []
+        for table in sorted(tables):
+            privilege = "DELETE" if table == "stairwayinstance" else "UPDATE"
+            ok = conn.execute(
+                text("SELECT has_table_privilege(CAST(:t AS regclass), :p)"),
+                {"t": table, "p": privilege},
+            ).scalar()
+            if not ok:
+                missing.append(f"{privilege} on {table}")
+        return missing
+
+    missing = run_read(engine, body, policy=policy, what="check privileges")
+    if missing:
+        raise PermissionDenied(
+            f"--fix needs {', '.join(missing)}; the database role may only read (a dry run"
+            " works): nothing was changed"
+        )
+    ensure_audit_table(engine, policy=policy)
 
 
 def apply_plan(
@@ -280,8 +346,18 @@ def apply_plan(
     queue: WorkQueue | None = None,
     rate: float | None = None,
     on_event: Sink = discard,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    on_error: Literal["raise", "record"] = "raise",
 ) -> Outcomes:
-    """Apply the plan's changes in order, each step a compare-and-set on what detection saw."""
+    """Apply the plan's changes in order, each step a compare-and-set on what detection saw.
+
+    Arguments are checked before anything is applied (`rate` must be a positive number), and so
+    are the privileges the plan needs. An error that stops the apply part-way is raised
+    (`on_error="raise"`) or returned in `Outcomes.error` with the changes not attempted
+    (`"record"`, for callers that still report what was done)."""
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise UsageError(f"--rate must be a positive number of changes per second, not {rate}")
+    check_can_write(engine, plan, policy=policy)
     applied: list[Applied] = []
     skipped: list[Applied] = []
     on_event(Event("apply.start", f"applying {len(plan.changes)} changes", plan.counts()))
@@ -289,7 +365,28 @@ def apply_plan(
         if rate and n:
             time.sleep(1.0 / rate)
         on_event(Event("change.start", f"{change.action.value} {change.target}"))
-        result = _apply_one(engine, change, actor, queue)
+        try:
+            result = _apply_one(engine, plan, change, actor, queue, policy)
+        except RepairToolError as error:
+            failed = Applied(change, (), False, str(error))
+            rest = plan.changes[n + 1 :]
+            on_event(
+                Event(
+                    "change.failed",
+                    f"{change.action.value} {change.target}: {error}",
+                    failed.to_json(),
+                )
+            )
+            on_event(
+                Event(
+                    "apply.stopped",
+                    f"{len(applied)} applied, {len(skipped)} skipped, stopped with"
+                    f" {len(rest)} not attempted",
+                )
+            )
+            if on_error == "raise":
+                raise
+            return Outcomes(tuple(applied), tuple(skipped), (failed,), tuple(rest), error)
         (applied if result.ok else skipped).append(result)
         on_event(
             Event(
@@ -303,7 +400,35 @@ def apply_plan(
     return Outcomes(tuple(applied), tuple(skipped))
 
 
-def _apply_one(engine: Engine, change: Change, actor: Actor, queue: WorkQueue | None) -> Applied:
+def _because(plan: Plan, f: Finding) -> Because | None:
+    """The evidence for touching a RUNNING flight with an owner (None: none, refused)."""
+    if f.kind is Kind.DEAD_OWNER:
+        return Because(
+            Evidence.OWNER_DEAD,
+            f"owner {shown(f.owner)} has no live pod ({plan.detection.liveness.source})",
+        )
+    if f.kind is Kind.STALLED and f.evidence.get("decode_failures"):
+        return Because(Evidence.MAKE_FLIGHT_FAILURE, str(f.evidence.get("pattern", "")))
+    if plan.force:
+        return Because(Evidence.FORCED, "the operator forced it (--force)")
+    return None
+
+
+def _after_state(r: MutationResult, was: FlightState) -> FlightState:
+    after = r.after or {}
+    if "status" not in after:
+        return was
+    return FlightState(after["status"], after.get("stairway_id"), after.get("version"))
+
+
+def _apply_one(
+    engine: Engine,
+    plan: Plan,
+    change: Change,
+    actor: Actor,
+    queue: WorkQueue | None,
+    policy: RetryPolicy,
+) -> Applied:
     f = change.finding
     results: list[MutationResult] = []
 
@@ -311,46 +436,102 @@ def _apply_one(engine: Engine, change: Change, actor: Actor, queue: WorkQueue | 
         return Applied(change, tuple(results), False, why)
 
     if change.action is Action.RECOVER_INSTANCE:
-        assert f.instance is not None
+        if f.instance is None:
+            return stop("no instance name in the finding")
+        versions = f.evidence.get("running_versions")
         rec = recovery.recover_instance(
             engine,
             f.instance,
             actor=actor,
-            expected_flights=f.evidence.get("running_flights", []),
+            expected_id=f.owner,
+            expected_version=f.evidence.get("row_version"),
+            expected_flights=versions
+            if isinstance(versions, dict)
+            else f.evidence.get("running_flights", []),
+            policy=policy,
         )
         results.extend(rec.flights)
-        if rec.outcome is not Outcome.CHANGED:
+        if rec.outcome is not Outcome.CHANGED or not rec.instance_deleted:
             return stop(rec.detail)
         return Applied(change, tuple(results), True, rec.detail)
-    assert f.flight_id is not None and f.status is not None
-    expected = FlightState(f.status, f.owner)
-    for step in change.steps:
-        if step == "rewrite_input":
-            for key, old, new in change.rewrites:
-                r = recovery.rewrite_input(
-                    engine, f.flight_id, key, old_value=old, new_value=new, actor=actor
+    if f.flight_id is None or f.status is None:
+        return stop("no flight in the finding")
+    current = FlightState(f.status, f.owner, f.evidence.get("row_version"))
+    because = _because(plan, f)
+    try:
+        for step in change.steps:
+            if step == "rewrite_input":
+                for key, old, new in change.rewrites:
+                    r = recovery.rewrite_input(
+                        engine,
+                        f.flight_id,
+                        key,
+                        old_value=old,
+                        new_value=new,
+                        actor=actor,
+                        expected=current,
+                        policy=policy,
+                    )
+                    results.append(r)
+                    if r.outcome is not Outcome.CHANGED:
+                        return stop(r.detail)
+            elif step == "disown":
+                r = recovery.disown(
+                    engine,
+                    f.flight_id,
+                    expected=current,
+                    because=because,
+                    actor=actor,
+                    policy=policy,
                 )
                 results.append(r)
                 if r.outcome is not Outcome.CHANGED:
                     return stop(r.detail)
-        elif step == "disown":
-            assert f.owner is not None
-            r = recovery.disown(engine, f.flight_id, expected_owner=f.owner, actor=actor)
-            results.append(r)
-            if r.outcome is not Outcome.CHANGED:
-                return stop(r.detail)
-        elif step == "enqueue":
-            assert queue is not None
-            r = recovery.enqueue_ready(engine, f.flight_id, queue=queue, actor=actor)
-            results.append(r)
-            if r.outcome is not Outcome.CHANGED:
-                return stop(r.detail)
-        elif step == "force_fatal":
-            r = recovery.force_fatal(engine, f.flight_id, expected=expected, actor=actor)
-            results.append(r)
-            if r.outcome is not Outcome.CHANGED:
-                return stop(r.detail)
+                current = _after_state(r, current)
+            elif step == "enqueue":
+                if queue is None:
+                    return stop("no work queue to send the READY message to")
+                r = recovery.enqueue_ready(
+                    engine,
+                    f.flight_id,
+                    queue=queue,
+                    expected=current,
+                    actor=actor,
+                    policy=policy,
+                )
+                results.append(r)
+                if r.outcome is not Outcome.CHANGED:
+                    picked = _picked_up_after_disown(results, r)
+                    if picked:
+                        return Applied(change, tuple(results), True, picked)
+                    return stop(r.detail)
+                current = _after_state(r, current)
+            elif step == "force_fatal":
+                r = recovery.force_fatal(
+                    engine,
+                    f.flight_id,
+                    expected=current,
+                    because=because,
+                    actor=actor,
+                    policy=policy,
+                )
+                results.append(r)
+                if r.outcome is not Outcome.CHANGED:
+                    return stop(r.detail)
+                current = _after_state(r, current)
+    except LiveOwnerRefused as error:
+        return stop(str(error))
     return Applied(change, tuple(results), True)
+
+
+def _picked_up_after_disown(results: list[MutationResult], enqueue: MutationResult) -> str:
+    """A flight our own disown made READY and a live pod took before the READY message: the
+    resume happened without the message (recoverReady) — the change reached its goal."""
+    disowned = any(r.action == "disown" and r.outcome is Outcome.CHANGED for r in results)
+    now = enqueue.before or {}
+    if disowned and now.get("status") == FlightStatus.RUNNING and now.get("stairway_id"):
+        return f"picked up by {now['stairway_id']} before the READY message was needed"
+    return ""
 
 
 def read_inputs(engine: Engine, flight_ids: list[str]) -> dict[str, dict[str, str]]:

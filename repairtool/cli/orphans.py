@@ -154,8 +154,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="ID",
-        help="only this flight (repeatable); naming a flight also allows repairing"
-        " it while its owner is alive",
+        help="only this flight (repeatable); with --action, that action for it (a live"
+        " owner's flight still needs the make-flight failure or --force)",
     )
     d.add_argument(
         "--no-decode",
@@ -177,7 +177,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f.add_argument(
         "--force",
         action="store_true",
-        help="resume even flights whose inputs fail to decode (they will orphan again)",
+        help="override the safety rules: resume flights whose inputs fail to decode (they"
+        " will orphan again), touch a live owner's flight without the make-flight failure",
     )
     add_output_args(p, wide="full owners and evidence")
     p.set_defaults(func=cmd_orphans)

@@ -82,7 +82,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     # lazy: the recovery API pulls in SQLAlchemy and Pub/Sub (~0.5 s); --help must not wait
     from repairtool.stairway import recovery
     from repairtool.stairway.audit import Actor
-    from repairtool.stairway.model import FlightState, Outcome
+    from repairtool.stairway.model import Outcome
     from repairtool.stairway.queries import get_flight, list_instances
     from repairtool.stairway.queue import WorkQueue
 
@@ -119,18 +119,33 @@ def cmd_recover(args: argparse.Namespace) -> int:
         notes.append(f"{rec.outcome}: {rec.detail}")
     elif action == "enqueue":
         queue = WorkQueue.from_env(args.cluster, args.project)
-        results = [recovery.enqueue_ready(engine, flight.flight_id, queue=queue, actor=actor)]
+        results = [
+            recovery.enqueue_ready(
+                engine, flight.flight_id, queue=queue, expected=flight.state, actor=actor
+            )
+        ]
     else:
-        seen = FlightState(flight.status, flight.owner)
+        seen = flight.state
+        # naming a flight here still overrides the liveness rule; the audit row says so
+        named = recovery.Because(
+            recovery.Evidence.FORCED, "named with `repairtool recover` (liveness not checked)"
+        )
         if action == "disown":
-            assert flight.owner is not None
             results = [
-                recovery.disown(engine, flight.flight_id, expected_owner=flight.owner, actor=actor)
+                recovery.disown(engine, flight.flight_id, expected=seen, because=named, actor=actor)
             ]
         elif action == "force-ready":
-            results = [recovery.force_ready(engine, flight.flight_id, expected=seen, actor=actor)]
+            results = [
+                recovery.force_ready(
+                    engine, flight.flight_id, expected=seen, because=named, actor=actor
+                )
+            ]
         else:
-            results = [recovery.force_fatal(engine, flight.flight_id, expected=seen, actor=actor)]
+            results = [
+                recovery.force_fatal(
+                    engine, flight.flight_id, expected=seen, because=named, actor=actor
+                )
+            ]
     doc["results"] = [_result_json(r) for r in results]
     lines = [*notes, *(_render(r) for r in results)]
     show(args, View(doc=doc, before=lines, title=f"repairtool recover {action}"))

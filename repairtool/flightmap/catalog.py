@@ -228,7 +228,10 @@ def load_catalog(path: str | Path) -> Catalog:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise CatalogError(f"{path}: cannot read: {err.__class__.__name__}") from None
-    return loads_catalog(text, str(path))
+    try:
+        return loads_catalog(text, str(path))
+    except RecursionError:  # PyYAML and the type parser recurse: a deep or anchor-looped file
+        raise CatalogError(f"{path}: nested too deeply, or a YAML anchor loops") from None
 
 
 def load_builtin_catalog(name: str) -> Catalog:

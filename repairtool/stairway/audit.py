@@ -2,21 +2,28 @@
 
 The table lives in its own schema, is created on first use, and is written in the same
 transaction as the change it records. The engine's own tables are never altered.
+
+A `stairway_ops.audit` that is not ours (other columns or types) is never written to: writing
+refuses with `ForeignAuditTable`, and detection simply does without audit evidence. A role that may
+not read it (a SELECT-only role granted only the engine's tables) gets the same: dry runs work.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import os
 import socket
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
 from repairtool import __version__
-from repairtool.stairway.db import reading, run_in_transaction
+from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_in_transaction, run_read
+from repairtool.stairway.errors import ForeignAuditTable, PermissionDenied
 from repairtool.stairway.model import AuditRecord
 
 SCHEMA = "stairway_ops"
@@ -34,10 +41,26 @@ DDL = (
         flightid varchar(36),
         before jsonb,
         after jsonb,
-        tool_version text NOT NULL
+        tool_version text NOT NULL,
+        evidence jsonb
     )""",
     f"CREATE INDEX IF NOT EXISTS audit_flightid_idx ON {TABLE} (flightid)",
 )
+
+#: our columns and their types (`format_type` spelling); `evidence` was added later
+COLUMNS = {
+    "audit_id": "bigint",
+    "op_id": "uuid",
+    "at": "timestamp with time zone",
+    "actor": "text",
+    "reason": "text",
+    "action": "text",
+    "flightid": "character varying(36)",
+    "before": "jsonb",
+    "after": "jsonb",
+    "tool_version": "text",
+}
+LATER_COLUMNS = {"evidence": "jsonb"}
 
 
 def default_actor() -> str:
@@ -64,29 +87,138 @@ class Actor:
         return self.name or default_actor()
 
 
+@dataclass(frozen=True)
+class AuditTableState:
+    """What is at `stairway_ops.audit` and what this role may do with it."""
+
+    exists: bool
+    ours: bool
+    why_not_ours: str  # "" when ours (or missing)
+    missing_later: tuple[str, ...]  # our later columns an older table lacks
+    readable: bool
+    writable: bool
+
+
+def audit_table_state(conn: Connection) -> AuditTableState:
+    """Inspect `stairway_ops.audit` through the catalogs (readable by every role)."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relkind, a.attname, format_type(a.atttypid, a.atttypmod) AS type,"
+            " has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+            " AS readable,"
+            " has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'INSERT')"
+            " AS writable"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+            " AND NOT a.attisdropped WHERE n.nspname = :schema AND c.relname = 'audit'"
+        ),
+        {"schema": SCHEMA},
+    ).all()
+    if not rows:
+        return AuditTableState(False, False, "", (), False, False)
+    first = rows[0]
+    found = {r.attname: r.type for r in rows if r.attname is not None}
+    why = ""
+    if first.relkind not in ("r", "p"):
+        why = f"it is not a table (relkind {first.relkind})"
+    else:
+        for name, type_ in COLUMNS.items():
+            if name not in found:
+                why = f"column {name} is missing"
+                break
+            if found[name] != type_:
+                why = f"column {name} is {found[name]}, not {type_}"
+                break
+    later = tuple(n for n in LATER_COLUMNS if n not in found)
+    if not why:
+        wrong = [n for n, t in LATER_COLUMNS.items() if n in found and found[n] != t]
+        if wrong:
+            why = f"column {wrong[0]} is {found[wrong[0]]}, not {LATER_COLUMNS[wrong[0]]}"
+    return AuditTableState(True, not why, why, later, bool(first.readable), bool(first.writable))
+
+
 def audit_table_exists(conn: Connection) -> bool:
-    return bool(conn.execute(text(f"SELECT to_regclass('{TABLE}') IS NOT NULL")).scalar_one())
+    """Whether our audit table is there and readable (a foreign table counts as absent)."""
+    state = audit_table_state(conn)
+    return state.exists and state.ours and state.readable
 
 
-def ensure_audit_table(engine: Engine) -> None:
-    """Create the audit schema and table if missing (idempotent, safe against a racing creator)."""
+def _foreign(state: AuditTableState) -> ForeignAuditTable:
+    return ForeignAuditTable(
+        f"{TABLE} exists but is not repairtool's audit table ({state.why_not_ours}); nothing"
+        " was changed — move that table out of the way (or drop it) so the audit trail can be"
+        " created"
+    )
+
+
+#: engines whose audit table is known to be ready (checked once per engine)
+_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def ensure_audit_table(engine: Engine, *, policy: RetryPolicy = DEFAULT_RETRY) -> None:
+    """Create the audit schema and table if missing (idempotent, safe against a racing creator),
+    add columns newer versions need; refuse a foreign table and explain a missing privilege."""
+    if engine in _ready:
+        return
 
     def body(conn: Connection) -> None:
-        if audit_table_exists(conn):
+        state = audit_table_state(conn)
+        if state.exists and not state.ours:
+            raise _foreign(state)
+        if state.exists and not state.missing_later:
+            if not (state.writable and state.readable):
+                raise PermissionDenied(
+                    f"--fix needs SELECT and INSERT on {TABLE} (the audit trail); the database"
+                    " role lacks one of them"
+                )
             return
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('stairway_ops.audit'))"))
         for stmt in DDL:
             conn.execute(text(stmt))
+        for name, type_ in LATER_COLUMNS.items():
+            conn.execute(text(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {type_}"))
 
-    run_in_transaction(engine, body, what="audit.create")
+    try:
+        run_in_transaction(engine, body, policy=policy, what="audit.create")
+    except PermissionDenied as error:
+        if "--fix needs" in str(error):
+            raise
+        raise PermissionDenied(
+            f"--fix needs a database role that may create schema {SCHEMA} (or INSERT into an"
+            f" existing {TABLE}) and UPDATE the engine's flight table: {error}"
+        ) from None
+    _ready.add(engine)
 
 
-def find_op(conn: Connection, op_id: str) -> int | None:
-    """The audit id of an operation already applied (the retry of a lost commit)."""
+def find_op(conn: Connection, op_id: str) -> AuditRecord | None:
+    """The audit record of an operation already applied (the retry of a lost commit)."""
     row = conn.execute(
-        text(f"SELECT audit_id FROM {TABLE} WHERE op_id = :op"), {"op": op_id}
+        text(
+            f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"
+            f" tool_version, evidence FROM {TABLE} WHERE op_id = :op"
+        ),
+        {"op": op_id},
     ).first()
-    return int(row[0]) if row else None
+    return _record(row) if row is not None else None
+
+
+def find_ops(conn: Connection, op_ids: list[str]) -> list[AuditRecord]:
+    """The audit records of several operations (those applied), in audit order."""
+    if not op_ids:
+        return []
+    rows = conn.execute(
+        text(
+            f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"
+            f" tool_version, evidence FROM {TABLE} WHERE op_id = ANY(CAST(:ops AS uuid[]))"
+            " ORDER BY audit_id"
+        ),
+        {"ops": op_ids},
+    ).all()
+    return [_record(r) for r in rows]
+
+
+def _json(value: Any) -> str | None:
+    return json.dumps(value, default=str) if value is not None else None
 
 
 def write(
@@ -98,14 +230,16 @@ def write(
     flight_id: str | None,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
+    evidence: dict[str, Any] | None = None,
 ) -> int:
     """Insert one audit row in the caller's transaction; returns its id."""
     return int(
         conn.execute(
             text(
                 f"INSERT INTO {TABLE} (op_id, actor, reason, action, flightid, before, after,"
-                " tool_version) VALUES (:op, :actor, :reason, :action, :flight,"
-                " CAST(:before AS jsonb), CAST(:after AS jsonb), :version) RETURNING audit_id"
+                " tool_version, evidence) VALUES (:op, :actor, :reason, :action, :flight,"
+                " CAST(:before AS jsonb), CAST(:after AS jsonb), :version,"
+                " CAST(:evidence AS jsonb)) RETURNING audit_id"
             ),
             {
                 "op": op_id,
@@ -113,24 +247,95 @@ def write(
                 "reason": actor.reason,
                 "action": action,
                 "flight": flight_id,
-                "before": json.dumps(before, default=str) if before is not None else None,
-                "after": json.dumps(after, default=str) if after is not None else None,
+                "before": _json(before),
+                "after": _json(after),
                 "version": f"stairway-ops {__version__}",
+                "evidence": _json(evidence),
             },
         ).scalar_one()
     )
 
 
+def annotate(
+    engine: Engine,
+    op_id: str,
+    extra: dict[str, Any],
+    *,
+    policy: RetryPolicy = DEFAULT_RETRY,
+) -> None:
+    """Merge `extra` into the `after` of an operation's audit row (e.g. the id of the READY
+    message, known only after the commit). Idempotent."""
+
+    def body(conn: Connection) -> None:
+        conn.execute(
+            text(
+                f"UPDATE {TABLE} SET after = COALESCE(after, '{{}}'::jsonb)"
+                " || CAST(:extra AS jsonb) WHERE op_id = :op"
+            ),
+            {"op": op_id, "extra": json.dumps(extra, default=str)},
+        )
+
+    run_in_transaction(engine, body, policy=policy, what="audit.annotate")
+
+
+def last_changes(conn: Connection, flight_ids: list[str]) -> dict[str, tuple[dt.datetime, str]]:
+    """For each flight this toolkit changed: when it last did (session time zone, like the
+    engine's columns) and the row version its change left. Empty when the audit table is absent,
+    not ours or not readable by this role."""
+    if not flight_ids or not audit_table_exists(conn):
+        return {}
+    rows = conn.execute(
+        text(
+            f"SELECT DISTINCT ON (flightid) flightid,"
+            f" CAST(at AT TIME ZONE current_setting('TimeZone') AS timestamp) AS at,"
+            f" COALESCE(after->>'version', '') AS version FROM {TABLE}"
+            " WHERE flightid = ANY(:ids) ORDER BY flightid, audit_id DESC"
+        ),
+        {"ids": flight_ids},
+    ).all()
+    return {r.flightid: (r.at, r.version) for r in rows}
+
+
+def _record(r: Any) -> AuditRecord:
+    return AuditRecord(
+        audit_id=r.audit_id,
+        op_id=str(r.op_id),
+        at=r.at,
+        actor=r.actor,
+        reason=r.reason,
+        action=r.action,
+        flight_id=r.flightid,
+        before=r.before,
+        after=r.after,
+        tool_version=r.tool_version,
+        evidence=r.evidence,
+    )
+
+
 def list_audit(
-    engine: Engine, *, flight_id: str | None = None, limit: int | None = 100
+    engine: Engine,
+    *,
+    flight_id: str | None = None,
+    limit: int | None = 100,
+    policy: RetryPolicy = DEFAULT_RETRY,
 ) -> list[AuditRecord]:
     """The audit trail, newest first; empty when nothing was ever changed."""
-    with reading(engine) as conn:
-        if not audit_table_exists(conn):
+
+    def body(conn: Connection) -> list[AuditRecord]:
+        state = audit_table_state(conn)
+        if not state.exists:
             return []
+        if not state.ours:
+            raise _foreign(state)
+        if not state.readable:
+            raise PermissionDenied(
+                f"the database role may not read the audit trail ({TABLE}: needs USAGE on"
+                f" schema {SCHEMA} and SELECT on the table)"
+            )
+        evidence = "evidence" if "evidence" not in state.missing_later else "NULL AS evidence"
         sql = (
             f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"
-            f" tool_version FROM {TABLE}"
+            f" tool_version, {evidence} FROM {TABLE}"
         )
         params: dict[str, Any] = {}
         if flight_id:
@@ -140,18 +345,6 @@ def list_audit(
         if limit is not None:
             sql += " LIMIT :limit"
             params["limit"] = limit
-        return [
-            AuditRecord(
-                audit_id=r.audit_id,
-                op_id=str(r.op_id),
-                at=r.at,
-                actor=r.actor,
-                reason=r.reason,
-                action=r.action,
-                flight_id=r.flightid,
-                before=r.before,
-                after=r.after,
-                tool_version=r.tool_version,
-            )
-            for r in conn.execute(text(sql), params)
-        ]
+        return [_record(r) for r in conn.execute(text(sql), params)]
+
+    return run_read(engine, body, policy=policy, what="audit.list")

@@ -55,6 +55,12 @@ class Flight:
     owner: str | None  # flight.stairway_id
     serialized_exception: str | None = None
     debug_info: str | None = None
+    version: str | None = None  # the row's xmin when read (see FlightState.version)
+
+    @property
+    def state(self) -> FlightState:
+        """The state to compare-and-set against: what was read, version included."""
+        return FlightState(self.status, self.owner, self.version)
 
 
 @dataclass(frozen=True)
@@ -106,13 +112,18 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class FlightState:
-    """The (status, owner) pair a compare-and-set is made against."""
+    """What a compare-and-set is made against: (status, owner) and, when known, the row version.
+
+    `version` is the flight row's `xmin` (as text) when it was read: Postgres gives every UPDATE
+    of a row a new `xmin`, so a flight taken over again by the *same* owner (a restarted
+    container keeps its pod name) no longer matches. `None` compares status and owner only."""
 
     status: FlightStatus | str
     owner: str | None
+    version: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"status": str(self.status), "stairway_id": self.owner}
+        return {"status": str(self.status), "stairway_id": self.owner, "version": self.version}
 
 
 @dataclass(frozen=True)
@@ -143,3 +154,4 @@ class AuditRecord:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     tool_version: str
+    evidence: dict[str, Any] | None = None  # why a live-owned flight could be touched

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, text
 
 from repairtool.errors import UnknownFlight, UsageError
-from repairtool.stairway.db import reading
+from repairtool.stairway.db import run_read
+from repairtool.stairway.errors import UnsupportedSchema, shown
 from repairtool.stairway.model import (
     Direction,
     Flight,
@@ -24,7 +25,8 @@ from repairtool.stairway.model import (
     FlightStatus,
     Instance,
 )
-from repairtool.stairway.version import column_exists, require_stairway, table_exists
+from repairtool.stairway.schema import NEWEST_KNOWN
+from repairtool.stairway.version import require_stairway
 
 FLIGHT_COLUMNS = (
     "flightid, submit_time, class_name, completed_time, status, serialized_exception, stairway_id"
@@ -118,7 +120,58 @@ def flight_from_row(row: Row[Any]) -> Flight:
         owner=m["stairway_id"],
         serialized_exception=m["serialized_exception"],
         debug_info=m.get("debug_info"),
+        version=m.get("version"),
     )
+
+
+#: the columns this tool reads, per table (every engine generation since 0.0.10 has them)
+READ_COLUMNS: dict[str, tuple[str, ...]] = {
+    "flight": (
+        "flightid",
+        "submit_time",
+        "class_name",
+        "completed_time",
+        "status",
+        "serialized_exception",
+        "stairway_id",
+    ),
+    "flightlog": ("flightid", "log_time", "step_index"),
+    "flightinput": ("flightid", "key", "value"),
+    "stairwayinstance": ("stairway_name", "stairway_id"),
+}
+
+
+def _columns(conn: Connection, tables: Sequence[str]) -> dict[str, set[str]]:
+    """The columns of the given tables in the current schema (one catalog query)."""
+    found: dict[str, set[str]] = {}
+    for table, column in conn.execute(
+        text(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ANY(:t)"
+        ),
+        {"t": list(tables)},
+    ):
+        found.setdefault(table, set()).add(column)
+    return found
+
+
+def require_columns(conn: Connection, tables: Sequence[str] = tuple(READ_COLUMNS)) -> None:
+    """Raise a one-line `UnsupportedSchema` naming the first table or column this tool reads that
+    is missing (renamed, or a schema newer than the engines it knows)."""
+    found = _columns(conn, tables)
+    known = f"this tool knows the Stairway schemas up to {NEWEST_KNOWN}"
+    for table in tables:
+        if table not in found:
+            raise UnsupportedSchema(
+                f"table {table} is missing (or not readable by this role): not a Stairway"
+                f" schema this tool knows ({known})"
+            )
+        for column in READ_COLUMNS[table]:
+            if column not in found[table]:
+                raise UnsupportedSchema(
+                    f"column {table}.{column} is missing: renamed, or an engine newer than"
+                    f" {NEWEST_KNOWN}? ({known})"
+                )
 
 
 def count_flights_in(conn: Connection, flt: FlightFilter = FlightFilter()) -> int:
@@ -146,13 +199,20 @@ def list_flights_in(
 
 
 def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
-    has_debug = column_exists(conn, "flight", "debug_info")
-    cols = FLIGHT_COLUMNS + ", output_parameters" + (", debug_info" if has_debug else "")
+    columns = _columns(conn, ("flight", "flightlog", "flightworking", "flightpersisted"))
+    has_debug = "debug_info" in columns.get("flight", set())
+    has_output = "output_parameters" in columns.get("flight", set())
+    cols = (
+        FLIGHT_COLUMNS
+        + (", output_parameters" if has_output else ", NULL AS output_parameters")
+        + (", debug_info" if has_debug else "")
+        + ", xmin::text AS version"
+    )
     row = conn.execute(
         text(f"SELECT {cols} FROM flight WHERE flightid = :id"), {"id": flight_id}
     ).first()
     if row is None:
-        raise UnknownFlight(f"Unknown flight id {flight_id}")
+        raise UnknownFlight(f"Unknown flight id {shown(flight_id)}")
     flight = flight_from_row(row)
     # a comprehension, not dict(): dict() would take the Result's keys() for a mapping's
     inputs: dict[str, str] = {  # noqa: C416
@@ -162,18 +222,29 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
             {"id": flight_id},
         ).all()
     }
-    has_log_id = column_exists(conn, "flightlog", "id")
+    log_columns = columns.get("flightlog", set())
+    has_log_id = "id" in log_columns
+    log_cols = ", ".join(
+        c if c in log_columns else f"NULL AS {c}"
+        for c in (
+            "direction",
+            "succeeded",
+            "rerun",
+            "status",
+            "serialized_exception",
+            "working_parameters",
+        )
+    )
     log_rows = conn.execute(
         text(
-            "SELECT log_time, step_index, direction, succeeded, rerun, status,"
-            " serialized_exception, working_parameters"
+            f"SELECT log_time, step_index, {log_cols}"
             + (", id" if has_log_id else ", NULL::uuid AS id")
             + " FROM flightlog WHERE flightid = :id ORDER BY log_time"
         ),
         {"id": flight_id},
     ).all()
     working: dict[str, dict[str, str]] = {}
-    if has_log_id and table_exists(conn, "flightworking"):
+    if has_log_id and "flightworking" in columns:
         for log_id, key, value in conn.execute(
             text(
                 "SELECT w.flightlog_id, w.key, w.value FROM flightworking w"
@@ -199,7 +270,7 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         for r in log_rows
     )
     persisted: dict[str, str] | None = None
-    if table_exists(conn, "flightpersisted"):
+    if "flightpersisted" in columns:
         persisted = {  # noqa: C416
             k: v
             for k, v in conn.execute(
@@ -234,13 +305,16 @@ def list_instances_in(conn: Connection) -> list[Instance]:
     ]
 
 
-# -- engine-level conveniences: one read-only transaction each --------------------------------
+# -- engine-level conveniences: one read-only transaction each, retried like DbRetry ---------
 
 
 def count_flights(engine: Engine, flt: FlightFilter = FlightFilter()) -> int:
-    with reading(engine) as conn:
+    def body(conn: Connection) -> int:
         require_stairway(conn)
+        require_columns(conn, ("flight",))
         return count_flights_in(conn, flt)
+
+    return run_read(engine, body, what="flight.count")
 
 
 def list_flights(
@@ -251,21 +325,33 @@ def list_flights(
     offset: int = 0,
     order: Order = Order.SUBMITTED_DESC,
 ) -> list[Flight]:
-    with reading(engine) as conn:
+    if offset < 0 or (limit is not None and limit < 0):
+        raise UsageError("--offset and --limit must not be negative")
+
+    def body(conn: Connection) -> list[Flight]:
         require_stairway(conn)
+        require_columns(conn, ("flight",))
         return list_flights_in(conn, flt, limit=limit, offset=offset, order=order)
+
+    return run_read(engine, body, what="flight.list")
 
 
 def get_flight(engine: Engine, flight_id: str) -> FlightDetail:
-    with reading(engine) as conn:
+    def body(conn: Connection) -> FlightDetail:
         require_stairway(conn)
+        require_columns(conn, ("flight", "flightlog", "flightinput"))
         return get_flight_in(conn, flight_id)
+
+    return run_read(engine, body, what="flight.get")
 
 
 def list_instances(engine: Engine) -> list[Instance]:
-    with reading(engine) as conn:
+    def body(conn: Connection) -> list[Instance]:
         require_stairway(conn)
+        require_columns(conn, ("stairwayinstance",))
         return list_instances_in(conn)
+
+    return run_read(engine, body, what="stairwayinstance.list")
 
 
 def statuses_from(names: Sequence[str]) -> tuple[FlightStatus, ...]:

@@ -14,6 +14,8 @@ from repairtool.stairway.db import RetryPolicy
 from repairtool.stairway.model import FlightState, FlightStatus, Outcome
 from repairtool.stairway.queries import get_flight, list_instances
 from repairtool.stairway.recovery import (
+    Because,
+    Evidence,
     disown,
     force_fatal,
     force_ready,
@@ -27,6 +29,8 @@ LIVE_POD = "workspacemanager-deployment-68f9b944d5-9kgzp"
 DEAD_POD = "workspacemanager-deployment-68f9b944d5-5gwdm"
 FAST = RetryPolicy(attempts=20, min_sleep=0.05, max_sleep=0.1)
 WHO = Actor(reason="rehearsal", name="tester@example")
+DEAD = Because(Evidence.OWNER_DEAD, "its pod was deleted")
+FORCED = Because(Evidence.FORCED, "test")
 
 
 @pytest.fixture
@@ -41,7 +45,7 @@ def state(engine: Engine, flight_id: str) -> tuple[str, str | None]:
 
 
 def test_disown_moves_running_to_ready_and_audits_it(db: Engine) -> None:
-    result = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, policy=FAST)
+    result = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, policy=FAST)
     assert result.outcome is Outcome.CHANGED
     assert state(db, ATTEMPT_4) == ("READY", None)
     [record] = list_audit(db)
@@ -51,14 +55,26 @@ def test_disown_moves_running_to_ready_and_audits_it(db: Engine) -> None:
         "tester@example",
         "rehearsal",
     )
-    assert record.before == {"status": "RUNNING", "stairway_id": DEAD_POD, "completed_time": None}
-    assert record.after == {"status": "READY", "stairway_id": None, "completed_time": None}
+    assert record.before is not None and record.after is not None
+    assert {k: record.before[k] for k in ("status", "stairway_id", "completed_time")} == {
+        "status": "RUNNING",
+        "stairway_id": DEAD_POD,
+        "completed_time": None,
+    }
+    assert {k: record.after[k] for k in ("status", "stairway_id", "completed_time")} == {
+        "status": "READY",
+        "stairway_id": None,
+        "completed_time": None,
+    }
+    # the row versions (xmin) before and after the change
+    assert record.before["version"] != record.after["version"]
+    assert record.evidence == {"evidence": "owner_dead", "detail": "its pod was deleted"}
     assert record.tool_version.startswith("stairway-ops ")
 
 
 def test_running_the_same_fix_again_changes_nothing(db: Engine) -> None:
-    disown(db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, policy=FAST)
-    again = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, policy=FAST)
+    disown(db, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, policy=FAST)
+    again = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, policy=FAST)
     assert again.outcome is Outcome.SKIPPED
     assert "found READY" in again.detail
     assert len(list_audit(db)) == 1
@@ -72,7 +88,7 @@ def test_a_flight_the_engine_moved_on_is_skipped_not_clobbered(db: Engine) -> No
             text("UPDATE flight SET status = 'RUNNING', stairway_id = :me WHERE flightid = :id"),
             {"me": LIVE_POD, "id": ATTEMPT_4},
         )
-    result = force_fatal(db, ATTEMPT_4, expected=seen, actor=WHO, policy=FAST)
+    result = force_fatal(db, ATTEMPT_4, expected=seen, because=DEAD, actor=WHO, policy=FAST)
     assert result.outcome is Outcome.SKIPPED
     assert state(db, ATTEMPT_4) == ("RUNNING", LIVE_POD)
     assert list_audit(db) == []
@@ -101,7 +117,7 @@ def test_a_concurrent_engine_update_racing_the_mutation_wins(db: Engine) -> None
     t.start()
     started.wait(5)
     threading.Timer(0.5, release.set).start()  # commit while our UPDATE waits on the row lock
-    result = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, policy=FAST)
+    result = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, policy=FAST)
     t.join()
     assert result.outcome is Outcome.SKIPPED
     assert state(db, ATTEMPT_4) == ("READY", None)
@@ -146,7 +162,9 @@ def test_terminated_connection_mid_mutation_retries_and_applies_exactly_once(db:
     t = threading.Thread(target=hold_row_lock_then_kill_the_tool)
     t.start()
     locked.wait(5)
-    result = disown(tool, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, policy=policy)
+    result = disown(
+        tool, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, policy=policy
+    )
     t.join()
     assert done.is_set()
     assert retries and retries[0] == "08006"
@@ -158,9 +176,17 @@ def test_terminated_connection_mid_mutation_retries_and_applies_exactly_once(db:
 def test_an_operation_whose_commit_acknowledgement_was_lost_is_not_applied_twice(
     db: Engine,
 ) -> None:
-    first = disown(db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, op_id=None, policy=FAST)
+    first = disown(
+        db, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, op_id=None, policy=FAST
+    )
     replay = disown(
-        db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, op_id=first.op_id, policy=FAST
+        db,
+        ATTEMPT_4,
+        expected_owner=DEAD_POD,
+        because=DEAD,
+        actor=WHO,
+        op_id=first.op_id,
+        policy=FAST,
     )
     assert replay.outcome is Outcome.CHANGED and replay.audit_id == first.audit_id
     assert "earlier attempt" in replay.detail
@@ -169,7 +195,7 @@ def test_an_operation_whose_commit_acknowledgement_was_lost_is_not_applied_twice
 
 def test_force_fatal_sets_completed_time_and_refuses_twice(db: Engine) -> None:
     seen = FlightState(FlightStatus.RUNNING, LIVE_POD)
-    result = force_fatal(db, ATTEMPT_1, expected=seen, actor=WHO, policy=FAST)
+    result = force_fatal(db, ATTEMPT_1, expected=seen, because=FORCED, actor=WHO, policy=FAST)
     assert result.outcome is Outcome.CHANGED
     f = get_flight(db, ATTEMPT_1).flight
     assert (f.status, f.owner) == (FlightStatus.FATAL, None) and f.completed_time is not None
@@ -181,7 +207,12 @@ def test_force_fatal_sets_completed_time_and_refuses_twice(db: Engine) -> None:
 
 def test_force_ready_from_fatal(db: Engine) -> None:
     force_fatal(
-        db, ATTEMPT_1, expected=FlightState(FlightStatus.RUNNING, LIVE_POD), actor=WHO, policy=FAST
+        db,
+        ATTEMPT_1,
+        expected=FlightState(FlightStatus.RUNNING, LIVE_POD),
+        because=FORCED,
+        actor=WHO,
+        policy=FAST,
     )
     result = force_ready(
         db, ATTEMPT_1, expected=FlightState(FlightStatus.FATAL, None), actor=WHO, policy=FAST
@@ -250,7 +281,7 @@ def test_audit_table_lives_in_its_own_schema_and_engine_tables_are_untouched(db:
                 " WHERE table_schema = 'public' ORDER BY 1, 2"
             )
         ).all()
-    disown(db, ATTEMPT_4, expected_owner=DEAD_POD, actor=WHO, policy=FAST)
+    disown(db, ATTEMPT_4, expected_owner=DEAD_POD, because=DEAD, actor=WHO, policy=FAST)
     with db.connect() as c:
         after = c.execute(
             text(
