@@ -10,6 +10,7 @@ the result is a typed :class:`PlaybookResult` (status, rc, changed tasks, ``set_
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -20,7 +21,31 @@ from typing import Any
 import ansible_runner
 
 from opskit import paths
+from opskit.errors import ToolMissing
 from opskit.events import Reporter
+
+#: the collections a playbook needs (kubernetes.core: only the PyPI `ansible` bundle ships it)
+COLLECTIONS: dict[str, tuple[str, ...]] = {
+    "deploy.yml": ("kubernetes.core",),
+    "kill-pod.yml": ("kubernetes.core",),
+    "db-proxy.yml": ("kubernetes.core",),
+}
+EXTRA = "stairway-ops[ansible]"
+
+
+def require_collections(playbook: str) -> None:
+    """:class:`ToolMissing` (one line, naming the extra) when a collection is not installed."""
+    for collection in COLLECTIONS.get(playbook, ()):
+        namespace, name = collection.split(".")
+        try:
+            spec = importlib.util.find_spec(f"ansible_collections.{namespace}.{name}")
+        except ModuleNotFoundError:
+            spec = None
+        if spec is None:
+            raise ToolMissing(
+                f"playbooks/{playbook} needs the Ansible collection {collection}: pip install"
+                f" '{EXTRA}' (the PyPI ansible bundle ships it; Galaxy is not needed)"
+            )
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,7 @@ class PlaybookResult:
     failed: tuple[str, ...]  # "task: message" for each failed task
     stats: dict[str, Any] = field(default_factory=dict)  # set_stats data
     private_data_dir: Path = Path()
+    failed_tasks: tuple[str, ...] = ()  # names of the failed tasks (no item, no message)
 
     @property
     def ok(self) -> bool:
@@ -147,10 +173,12 @@ def run_playbook(
     project_dir: Path | None = None,
 ) -> PlaybookResult:
     """Run ``playbooks/<name>`` with ``extravars``; artifacts go to ``<run_dir>/ansible/``."""
+    require_collections(name)
     private = run_dir / "ansible"
     (private / "tmp").mkdir(parents=True, exist_ok=True)
     changed: list[str] = []
     failed: list[str] = []
+    failed_tasks: list[str] = []
     stats: dict[str, Any] = {}
 
     def handler(raw: dict[str, Any]) -> bool:
@@ -168,6 +196,7 @@ def run_playbook(
                 changed.append(label)
             if ev.failed and not ev.loop_summary:
                 failed.append(f"{label}: {ev.msg}" if ev.msg else label)
+                failed_tasks.append(ev.task)
             if on_event is not None:
                 on_event(ev)
         return True
@@ -192,6 +221,7 @@ def run_playbook(
         failed=tuple(failed),
         stats=stats,
         private_data_dir=private,
+        failed_tasks=tuple(failed_tasks),
     )
 
 

@@ -40,6 +40,8 @@ class DbTarget:
     user: str
     password: SecretRef = field(default_factory=SecretRef)
     url_override: str = field(default="", repr=False)
+    #: the password already read from a cluster store (Kubernetes Secret, Secret Manager)
+    secret: str | None = field(default=None, repr=False)
 
     def psql_line(self) -> str:
         """The psql command a person types (no password in it)."""
@@ -50,7 +52,7 @@ class DbTarget:
 
     def child_env(self) -> dict[str, str]:
         """Environment for psql: PGPASSWORD only when the env names a source that has it."""
-        value = self.password.resolve()
+        value = self.secret or self.password.resolve()
         return {"PGPASSWORD": value} if value else {}
 
     def sqlalchemy_url(self) -> URL:
@@ -60,7 +62,7 @@ class DbTarget:
         return URL.create(
             "postgresql+psycopg",
             username=self.user,
-            password=self.password.resolve(),
+            password=self.secret or self.password.resolve(),
             host=self.host,
             port=self.port,
             database=self.name,

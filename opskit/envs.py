@@ -10,7 +10,13 @@ Two kinds exist: ``local`` (the sandbox on this machine; needs a ``sandbox`` sec
 ``stairway.db.cloud_sql``, ``service.checkout`` and ``testrunner``).
 
 Secrets are never held in an env file: :class:`SecretRef` names where the secret is found (an
-environment variable and/or a file), and its ``repr`` shows only that.
+environment variable, a file, a Kubernetes Secret in the env's namespace, a Google Secret Manager
+secret), and its ``repr`` shows only that (:mod:`opskit.secrets` reads the cluster sources).
+
+``service.profile`` names the service (``workspace-manager``, ``data-repo``, ``resource-buffer``
+or ``custom``): its defaults (``opskit/profiles/<profile>.yaml``: deployment, label selector,
+database name and user, where the password is kept, the work-queue naming, the type catalog)
+fill in whatever the env file leaves out (:mod:`opskit.profiles`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pydantic.dataclasses import dataclass
 
 from opskit import paths
 from opskit.errors import EnvError, UnknownEnv
+from opskit.profile import apply_profile
 from repairtool.datafile import STRICT, Bool, Duration, Int, load_yaml, shown_path, validate
 from repairtool.durations import format_duration
 
@@ -36,19 +43,35 @@ DEFAULT_ENV = "local"
 
 @dataclass(frozen=True, config=STRICT)
 class SecretRef:
-    """Where a secret comes from: an environment variable and/or a file. Never the value."""
+    """Where a secret comes from, in this order: an environment variable, a file, a Kubernetes
+    Secret in the env's namespace (``k8s_secret``, key ``k8s_key``), Google Secret Manager
+    (``secret_manager``: ``projects/P/secrets/S/versions/V``, or ``S`` for the env's project and
+    the latest version). Never the value. None of them found: libpq's ``~/.pgpass``."""
 
     env: str = ""
     file: str = ""
+    k8s_secret: str = ""
+    k8s_key: str = "password"
+    secret_manager: str = ""
+
+    @property
+    def in_cluster_store(self) -> bool:
+        """Whether the value may come from the cluster's secret stores (needs API access)."""
+        return bool(self.k8s_secret or self.secret_manager)
 
     def resolve(self) -> str | None:
-        """The secret's value, or None when neither source has it. Never log the result."""
-        if self.env and os.environ.get(self.env):
-            return os.environ[self.env]
+        """The value from the environment variable or the file (the local sources), or None.
+        Never log the result; :func:`opskit.secrets.resolve_secret` also reads the cluster's."""
+        return self.resolve_env() or self.resolve_file()
+
+    def resolve_env(self) -> str | None:
+        return os.environ.get(self.env) or None if self.env else None
+
+    def resolve_file(self) -> str | None:
         if self.file:
             p = Path(self.file).expanduser()
             if p.is_file():
-                return p.read_text().strip()
+                return p.read_text().strip() or None
         return None
 
     def describe(self) -> str:
@@ -57,6 +80,10 @@ class SecretRef:
             where.append(f"${self.env}")
         if self.file:
             where.append(self.file)
+        if self.k8s_secret:
+            where.append(f"Kubernetes Secret {self.k8s_secret} (key {self.k8s_key})")
+        if self.secret_manager:
+            where.append(f"Secret Manager {self.secret_manager}")
         return " or ".join(where) if where else "~/.pgpass"
 
 
@@ -71,6 +98,8 @@ class GkeCluster:
     kube_context: str = ""
     kubeconfig: str = "~/.kube/config"
     logging_endpoint: str = ""
+    #: Secret Manager API endpoint (default: Google's; tests: a loopback server)
+    secret_manager_endpoint: str = ""
 
     @property
     def context(self) -> str:
@@ -83,7 +112,12 @@ class GkeCluster:
 
 @dataclass(frozen=True, config=STRICT)
 class Service:
-    """The Stairway-based service: where its pods run and where it answers."""
+    """The Stairway-based service: where its pods run and where it answers.
+
+    ``profile`` names the kind of service (its defaults come from ``opskit/profiles/``);
+    ``label_selector`` selects its pods (each pod is one Stairway instance); ``catalog`` is its
+    FlightMap type catalog: a built-in name (``workspace-manager``) or a YAML file.
+    """
 
     namespace: str
     deployment: str
@@ -93,6 +127,9 @@ class Service:
     pod_name_filter: str = ""
     checkout: str = ""
     image: str = ""
+    profile: str = "workspace-manager"
+    label_selector: str = ""
+    catalog: str = ""
 
     @property
     def pod_filter(self) -> str:
@@ -126,11 +163,37 @@ class StairwayDb:
 
 @dataclass(frozen=True, config=STRICT)
 class Stairway:
-    """Engine settings: work-queue cluster name, database, engine version in use."""
+    """Engine settings: work-queue cluster name, database, engine version in use.
+
+    ``work_queue``: whether the service runs Stairway's Pub/Sub work queue (topic
+    ``<cluster_name>-workqueue``); without one a resumed flight waits for the next pod start.
+    """
 
     cluster_name: str
     version: str = "0.0.43"
     db: StairwayDb | None = None
+    work_queue: Bool = True
+
+
+@dataclass(frozen=True, config=STRICT)
+class Watch:
+    """``repairtool watch`` in the cluster (``inv deploy-watch``): the Deployment's settings and
+    the alert threshold. Auto-resume stays off unless ``auto_resume`` is true."""
+
+    image: str = "ghcr.io/stairway-ops/stairway-ops:0.1.0"
+    interval: Duration = timedelta(seconds=60)
+    metrics_port: Int = 9464
+    auto_resume: Bool = False
+    max_per_hour: Int = 6
+    min_age: Duration = timedelta(minutes=10)
+    #: the PrometheusRule fires when a finding is older than this
+    alert_after: Duration = timedelta(minutes=15)
+    service_account: str = "stairway-ops-watch"
+    #: Workload Identity: the Google service account the watcher acts as (Pub/Sub, Cloud SQL)
+    gcp_service_account: str = ""
+    proxy_image: str = "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.0"
+    #: extra labels on the PrometheusRule (e.g. the `release` a Prometheus Operator selects)
+    rule_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -206,6 +269,7 @@ class Env:
     helm: HelmRepos | None = None
     testrunner: TestRunner | None = None
     sandbox: Sandbox | None = None
+    watch: Watch | None = None
     state_dir: str = ""
     path: Path = field(default=Path(), compare=False)
 
@@ -271,6 +335,7 @@ def load_env_file(path: Path) -> Env:
     data = load_yaml(path, shown, EnvError)
     if isinstance(data, dict) and "path" in data:
         raise EnvError(f"{shown}: unknown key 'path'")
+    data = apply_profile(data, shown)
     env = dataclasses.replace(validate(Env, data, shown=shown, error=EnvError), path=path)
     if env.name != path.stem:
         raise EnvError(f"{shown}: key 'name' is {env.name!r} but the file is {path.name!r}")

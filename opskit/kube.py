@@ -2,11 +2,16 @@
 
 One :class:`Kube` is bound to one namespace — the env's. It never takes a namespace argument,
 so it cannot touch another namespace; :func:`check_namespace` refuses any other one up front.
-The same code serves GKE (kubeconfig context from the env) and the sandbox (its kubeconfig).
+The same code serves GKE (kubeconfig context from the env), the sandbox (its kubeconfig) and a
+pod in the cluster (the in-cluster service account, as kubectl does when there is no kubeconfig).
+The service's pods are the ones its label selector matches (and, for services whose pods are
+told apart by name, whose name contains the pod-name filter).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +24,7 @@ from urllib3.exceptions import HTTPError, ProtocolError
 from opskit.errors import NotFound, OpsTimeout, Refused, Unavailable
 from opskit.events import Reporter, silent
 from repairtool.clock import rfc3339, utcnow
+from repairtool.liveness import in_cluster
 
 
 @dataclass(frozen=True)
@@ -150,25 +156,35 @@ class Kube:
         kubeconfig: Path | None = None,
         context: str | None = None,
         pod_filter: str = "",
+        label_selector: str = "",
     ) -> None:
         # lazy: the kubernetes client takes ~0.3 s to import; only a cluster call needs it
         from kubernetes import client, config
 
         self.namespace = namespace
         self.pod_filter = pod_filter
+        self.label_selector = label_selector
         self.context = context
         self._where = f"context {context}" if context else f"kubeconfig {kubeconfig}"
-        if kubeconfig is not None and not kubeconfig.is_file():
-            raise Unavailable(f"kubeconfig {kubeconfig} does not exist (run `inv setup` first)")
         try:
-            api = config.new_client_from_config(
-                config_file=str(kubeconfig) if kubeconfig else None,
-                context=context,
-                persist_config=False,
-            )
+            if in_cluster(kubeconfig):
+                cfg = client.Configuration()
+                config.load_incluster_config(client_configuration=cfg)
+                api = client.ApiClient(cfg)
+            else:
+                if kubeconfig is not None and not kubeconfig.is_file():
+                    raise Unavailable(
+                        f"kubeconfig {kubeconfig} does not exist (run `inv setup` first)"
+                    )
+                api = config.new_client_from_config(
+                    config_file=str(kubeconfig) if kubeconfig else None,
+                    context=context,
+                    persist_config=False,
+                )
         except config.ConfigException as exc:
             raise Unavailable(f"kubeconfig {kubeconfig}: {str(exc).splitlines()[0]}") from None
         api.configuration.retries = 1
+        self.api_client = api
         self.host = api.configuration.host
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -199,17 +215,18 @@ class Kube:
         """TCL's pod-name filter: the service's pods have the filter string in their name."""
         return not self.pod_filter or self.pod_filter in name
 
+    def _selected(self) -> dict[str, Any]:
+        """The list/watch arguments that select the service's pods on the server."""
+        return {"label_selector": self.label_selector} if self.label_selector else {}
+
     def list_pods(self) -> list[Pod]:
-        """The service's pods (name filter applied), sorted by name."""
-        ret = self._call(
-            f"list pods in {self.namespace}", lambda: self.core.list_namespaced_pod(self.namespace)
-        )
-        pods = [_pod_from(p) for p in ret.items]
-        return sorted((p for p in pods if self.matches(p.name)), key=lambda p: p.name)
+        """The service's pods (label selector and name filter applied), sorted by name."""
+        return self.list_pods_rv()[0]
 
     def list_pods_rv(self) -> tuple[list[Pod], str | None]:
         ret = self._call(
-            f"list pods in {self.namespace}", lambda: self.core.list_namespaced_pod(self.namespace)
+            f"list pods in {self.namespace}",
+            lambda: self.core.list_namespaced_pod(self.namespace, **self._selected()),
         )
         pods = sorted((_pod_from(p) for p in ret.items), key=lambda p: p.name)
         return [p for p in pods if self.matches(p.name)], ret.metadata.resource_version
@@ -218,10 +235,30 @@ class Kube:
         obj = self._call(f"pod {name}", lambda: self.core.read_namespaced_pod(name, self.namespace))
         return _pod_from(obj)
 
+    def read_secret(self, name: str, key: str) -> str:
+        """One key of a Secret in the namespace, decoded. Never log the result."""
+        obj = self._call(
+            f"Secret {name}", lambda: self.core.read_namespaced_secret(name, self.namespace)
+        )
+        data = obj.data or {}
+        if key not in data:
+            keys = ", ".join(sorted(data)) or "none"
+            raise NotFound(f"Secret {self.namespace}/{name} has no key {key!r} (its keys: {keys})")
+        try:
+            return base64.b64decode(data[key], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise NotFound(
+                f"Secret {self.namespace}/{name} key {key!r} is not base64-encoded UTF-8 text"
+            ) from None
+
     def delete_pod(self, name: str, grace_period_seconds: int | None = None) -> None:
         """Delete one pod of the service (``kubectl delete pod NAME --namespace=NS``)."""
         if not self.matches(name):
             raise Refused(f"pod {name!r} is not a pod of this service (filter {self.pod_filter!r})")
+        if self.label_selector and name not in {p.name for p in self.list_pods()}:
+            raise Refused(
+                f"pod {name!r} is not a pod of this service (selector {self.label_selector!r})"
+            )
         kwargs: dict[str, Any] = {}
         if grace_period_seconds is not None:
             kwargs["grace_period_seconds"] = grace_period_seconds
@@ -250,7 +287,9 @@ class Kube:
             if rv:
                 kwargs["resource_version"] = rv
             # the stream is lazy: transport errors surface while iterating (see _guarded)
-            stream = w.stream(self.core.list_namespaced_pod, self.namespace, **kwargs)
+            stream = w.stream(
+                self.core.list_namespaced_pod, self.namespace, **kwargs, **self._selected()
+            )
             try:
                 for raw in _guarded(self, stream):
                     if raw is _EXPIRED:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from opskit import paths
+from opskit import paths, sandboxwatch
 from opskit.cloudlogs import CloudLogs, LogScope
 from opskit.dbproxy import DbTarget
 from opskit.envs import Env, SecretRef, load_env_file
@@ -191,7 +191,8 @@ def up(env: Env, *, fresh: bool = False) -> SandboxHandle:
 
 
 def down(env: Env) -> bool:
-    return bool(lifecycle.down(paths.sandbox_state_dir()))
+    watched = sandboxwatch.stop()  # a watcher of this sandbox (`inv sandbox.up --watch`)
+    return bool(lifecycle.down(paths.sandbox_state_dir())) or watched
 
 
 def destroy(env: Env) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from opskit.envs import Env
 from opskit.errors import CommandFailed, OperationFailed, ToolMissing
 from opskit.events import Reporter
 from opskit.kube import DeploymentStatus, Kube, Pod, PodEvent, humanize_seconds
+from opskit.secrets import db_password
 
 #: pod env vars without which a Terra service runs with in-kubernetes=false (no recovery)
 KUBE_ENV_VARS = (
@@ -129,6 +131,7 @@ class KubePlatform(abc.ABC):
                 kubeconfig=kubeconfig,
                 context=context,
                 pod_filter=self.env.service.pod_filter,
+                label_selector=self.env.service.label_selector,
             )
         return self._kube
 
@@ -256,8 +259,20 @@ class GkePlatform(KubePlatform):
         return cloud_sql_proxy(c, self.env, reporter=reporter, log_path=log_path)
 
     def db(self, c: Any, reporter: Reporter) -> contextlib.AbstractContextManager[DbTarget]:
+        return self._db(c, reporter)
+
+    @contextlib.contextmanager
+    def _db(self, c: Any, reporter: Reporter) -> Iterator[DbTarget]:
+        """The proxy for the block, and the password from where the service keeps it."""
         log = self.env.state_path / "cloud-sql-proxy.log"
-        return cloud_sql_proxy(c, self.env, reporter=reporter, log_path=log)
+        with cloud_sql_proxy(c, self.env, reporter=reporter, log_path=log) as target:
+            ref = self.env.require_db().password
+            kube = self.kube() if ref.k8s_secret and not ref.resolve() else None
+            password = db_password(self.env, kube)
+            if password is not None:
+                reporter.emit("db.password", f"password from {password.source}")
+                target = dataclasses.replace(target, secret=password.value)
+            yield target
 
     # -- TestRunner -----------------------------------------------------------------------
 

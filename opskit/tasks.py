@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from invoke import Collection, Context
 from invoke.exceptions import Exit
 
 from opskit import envs as envs_mod
-from opskit import local, paths
+from opskit import local, paths, sandboxwatch, viaansible
 from opskit.cloudlogs import ENGINE_PHRASES, build_filter, parse_since
 from opskit.engine_events import flight_timeline
 from opskit.envsetup import setup as do_setup
@@ -52,11 +53,13 @@ from opskit.taskkit import (
     write_json_out,
 )
 from opskit.testrunner import run_test_document
+from opskit.watchdeploy import apply_manifests, render_manifests, watch_settings, write_manifests
 from repairtool.clock import rfc3339
 from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.guards import confirm
 
 ENV_HELP = "environment name (envs/NAME.yaml; default: local)"
+VIA_HELP = "python (the official client; default) or ansible (the playbook, kubernetes.core)"
 JSON_OUT_HELP = "also write the result (or the error) as a JSON document to FILE"
 
 
@@ -140,31 +143,44 @@ def build(c: Context, env: str | None = None) -> None:
 
 
 @ops_task(
-    help={"env": ENV_HELP, "timeout": "how long to wait for the rollout (default: 10m)"},
+    help={
+        "env": ENV_HELP,
+        "timeout": "how long to wait for the rollout (default: 10m)",
+        "via": VIA_HELP,
+    },
     dry="honoured",
 )
-def deploy(c: Context, env: str | None = None, timeout: str = "10m") -> None:
+def deploy(c: Context, env: str | None = None, timeout: str = "10m", via: str = "python") -> None:
     """Deploy and watch the rollout until `Deployments stabilized in …`.
 
     GKE: `skaffold run` in <checkout>/local-dev, then the rollout through the Kubernetes API.
     Local: rolls the sandbox deployment (new template hash, pods replaced one by one).
-    With `inv --dry deploy` it says what it would roll and changes nothing.
+    With `inv --dry deploy` it says what it would roll and changes nothing. `--via ansible`
+    runs playbooks/deploy.yml (kubernetes.core: k8s, k8s_info with wait_condition) instead.
     """
     e = env_of(env)
     seconds = _duration("--timeout", timeout)
     rd = run_dir("deploy", e)
+    if _via(via) == "ansible" and not is_dry(c):
+        print(viaansible.deploy(e, rd, console_reporter(rd), seconds).message)
+        return
     result = platform_for(e).rollout(c, console_reporter(rd), seconds, dry=is_dry(c))
     print(result.message)
 
 
-@ops_task(help={"env": ENV_HELP}, dry="refused")
-def db_proxy(c: Context, env: str | None = None) -> None:
+@ops_task(help={"env": ENV_HELP, "via": VIA_HELP}, dry="refused")
+def db_proxy(c: Context, env: str | None = None, via: str = "python") -> None:
     """Start the Cloud SQL proxy until Ctrl-C and print the psql line.
 
     GKE: cloud-sql-proxy on the env's port, waiting until it accepts connections. Local: the
-    sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed.
+    sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed
+    (`inv connect-db` reads it from where the service keeps it). `--via ansible` runs
+    playbooks/db-proxy.yml (which also checks the password's Secret with kubernetes.core).
     """
     e = env_of(env)
+    if _via(via) == "ansible":
+        _db_proxy_via_ansible(e)
+        return
     with platform_for(e).db_proxy(c, console_reporter(), e.state_path / "cloud-sql-proxy.log") as t:
         print(t.psql_line())
         print(f"password: {t.password.describe()}")
@@ -176,6 +192,62 @@ def db_proxy(c: Context, env: str | None = None) -> None:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+
+
+def _db_proxy_via_ansible(e: envs_mod.Env) -> None:
+    rd = run_dir("db-proxy", e)
+    started = viaansible.db_proxy(e, rd, console_reporter(rd), state="started")
+    print(started.psql)
+    print(f"password: {e.require_db().password.describe() if e.kind == 'gke' else 'sandbox'}")
+    if e.kind != "gke":
+        return
+    print("proxy running; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if started.started:
+            viaansible.db_proxy(e, rd, console_reporter(rd, quiet=True), state="stopped")
+
+
+@ops_task(
+    help={
+        "env": "a GKE environment (envs/NAME.yaml)",
+        "out": "also write the rendered manifests to DIR (one YAML file per object)",
+    },
+    dry="honoured",
+)
+def deploy_watch(c: Context, env: str | None = None, out: str | None = None) -> None:
+    """Run `repairtool watch` in the env's namespace: Deployment, RBAC, PrometheusRule.
+
+    Renders templates/watch/*.yaml.j2 for the env (settings from its `watch:` section) and
+    applies them with server-side apply: a ServiceAccount whose Role may only list pods in the
+    namespace (and get the one Secret with the Stairway password, when the service keeps it
+    there), a ConfigMap with the env file, the watcher Deployment (Cloud SQL proxy as a native
+    sidecar, metrics on :9464, auto-resume only when `watch.auto_resume` is true), a
+    PrometheusRule (finding older than `watch.alert_after`, scans failing, watcher absent) and
+    a PodMonitor. `inv --dry deploy-watch` renders and lists them, and applies nothing.
+    """
+    e = env_of(env)
+    manifests = render_manifests(e)
+    if out:
+        for p in write_manifests(manifests, Path(out)):
+            print(f"wrote {p}")
+    if is_dry(c):
+        for m in manifests:
+            print(f"dry run: would apply {m['kind'].lower()}/{m['metadata']['name']}"
+                  f" in {m['metadata']['namespace']}")  # fmt: skip
+        return
+    kube = platform_for(e).kube()
+    for applied in apply_manifests(kube.api_client, manifests):
+        print(applied.line())
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    print(
+        f"watcher deployed: deployment/{deployment['metadata']['name']} in {e.namespace};"
+        f" metrics on port {watch_settings(e).metrics_port} (/metrics)"
+    )
 
 
 @ops_task(help={"env": ENV_HELP})
@@ -205,6 +277,7 @@ def connect_db(c: Context, env: str | None = None) -> None:
         "yes": "do not ask y/N before killing a pod of a GKE env",
         "json": "print the result as JSON",
         "json_out": JSON_OUT_HELP,
+        "via": VIA_HELP + "; ansible deletes the pod and waits for the replacement only",
     },
     dry="honoured",
 )
@@ -221,6 +294,7 @@ def kill_pod(
     yes: bool = False,
     json: bool = False,
     json_out: str | None = None,
+    via: str = "python",
 ) -> None:
     """Kill the pod holding a flight, watch the replacement, and record what the engine did.
 
@@ -246,6 +320,9 @@ def kill_pod(
             return
         if e.kind == "gke":
             confirm(f"About to {plan.describe()}. Continue?", yes=yes)
+        if _via(via) == "ansible":
+            _kill_pod_via_ansible(e, plan.pod, opts, rd, rep, json=json, json_out=json_out)
+            return
         result = do_kill(p, opts, get_flight=get_flight, reporter=rep, run_dir=rd)
     if json_out:
         write_json_out(json_out, result.to_json())
@@ -259,6 +336,35 @@ def kill_pod(
         raise Exit(f"flight stuck: {result.verdict}", int(ExitCode.FINDINGS))
     if result.outcome == "not-replaced":
         raise Exit("no replacement pod became Ready in time", int(ExitCode.TIMEOUT))
+
+
+def _kill_pod_via_ansible(
+    e: envs_mod.Env,
+    pod: str | None,
+    opts: KillPodOptions,
+    rd: Path,
+    rep: Any,
+    *,
+    json: bool,
+    json_out: str | None,
+) -> None:
+    if pod is None:
+        raise UsageError("--via ansible needs the pod: give --pod, or a --flight that has an owner")
+    if opts.when_step is not None:
+        raise UsageError("--when-step follows the flight, which --via ansible does not do")
+    result = viaansible.kill_pod(e, pod, rd, rep, wait_seconds=opts.replacement_timeout)
+    doc = {
+        "schema": "stairway-ops.kill-pod-ansible/1",
+        "deleted": result.deleted,
+        "replacement": result.replacement,
+        "namespace": result.namespace,
+    }
+    if json_out:
+        write_json_out(json_out, doc)
+    if json:
+        print_json(doc)
+    else:
+        print(result.message)
 
 
 @ops_task(
@@ -537,18 +643,54 @@ def soak(
     help={
         "env": "a local environment (envs/NAME.yaml; default: local)",
         "fresh": "wipe the previous database, logs and pods first",
+        "watch": "also run `repairtool watch` on the sandbox (metrics, log lines)",
+        "watch_interval": "between the watcher's scans (default: the env's watch.interval, 1m)",
+        "auto_resume": "let the watcher resume dead_owner flights (limited; see README)",
+        "max_per_hour": "auto-resume at most N changes per hour (default: the env's, 6)",
+        "min_age": "auto-resume a finding seen this long (default: the env's, 10m)",
     },
     dry="refused",
 )
-def sandbox_up(c: Context, env: str | None = None, fresh: bool = False) -> None:
-    """Start the local sandbox (Postgres, Pub/Sub emulator, pods) and wait until Ready."""
-    h = local.up(local.require_local(env_of(env)), fresh=fresh)
+def sandbox_up(
+    c: Context,
+    env: str | None = None,
+    fresh: bool = False,
+    watch: bool = False,
+    watch_interval: str | None = None,
+    auto_resume: bool = False,
+    max_per_hour: int | None = None,
+    min_age: str | None = None,
+) -> None:
+    """Start the local sandbox (Postgres, Pub/Sub emulator, pods) and wait until Ready.
+
+    With --watch the same watcher a cluster runs (`inv deploy-watch`) runs next to it: its
+    metrics URL is printed, its JSON log is <sandbox state>/watch.log; `inv sandbox.down`
+    stops it.
+    """
+    e = local.require_local(env_of(env))
+    if (auto_resume or watch_interval or min_age or max_per_hour) and not watch:
+        raise UsageError(
+            "--watch-interval, --auto-resume, --max-per-hour and --min-age need --watch"
+        )
+    h = local.up(e, fresh=fresh)
     pods = h.ready_pods()
     print(f"sandbox up in {h.startup_seconds:.1f}s: {len(pods)} pod(s) ready in {h.namespace}")
     for p in pods:
         print(f"  {p}")
     print(f"service {h.service_url}  kubeconfig {h.kubeconfig}  logs {h.logging_url}")
     print("work queue: " + ("Pub/Sub emulator" if h.queue_enabled else "none (resume inline)"))
+    if watch:
+        w = watch_settings(e)
+        args = sandboxwatch.watch_command(
+            e,
+            interval=_duration_td("--watch-interval", watch_interval) or w.interval,
+            auto_resume=auto_resume,
+            max_per_hour=_count("--max-per-hour", max_per_hour) or w.max_per_hour,
+            min_age=_duration_td("--min-age", min_age) or w.min_age,
+        )
+        running = sandboxwatch.start(e, args)
+        print(f"watcher: repairtool {' '.join(args)}")
+        print(f"  metrics {running.metrics_url}  log {running.log}  (pid {running.pid})")
 
 
 @ops_task(help={"env": "a local environment (envs/NAME.yaml; default: local)"}, dry="refused")
@@ -572,6 +714,9 @@ def sandbox_status(c: Context, env: str | None = None, json: bool = False) -> No
             print(f"  pod {p.get('name')}  {state}")
         for k, v in st.urls.items():
             print(f"  {k}: {v}")
+        running = sandboxwatch.status()
+        if running is not None:
+            print(f"  watcher: pid {running.pid}  metrics {running.metrics_url}")
     if not st.running:
         raise Exit(code=int(ExitCode.PLATFORM_UNREACHABLE))
 
@@ -580,6 +725,22 @@ def _duration(flag: str, value: str) -> float:
     """A duration option in seconds (the one grammar: 90s, 10m, 1h30m)."""
     try:
         return parse_duration(value).total_seconds()
+    except InvalidDuration as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def _via(value: str) -> str:
+    if value not in ("python", "ansible"):
+        raise UsageError(f"--via {value!r}: python or ansible")
+    return value
+
+
+def _duration_td(flag: str, value: str | None) -> timedelta | None:
+    """A duration option (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
     except InvalidDuration as exc:
         raise UsageError(f"{flag}: {exc}") from None
 
@@ -605,6 +766,6 @@ sandbox_ns.add_task(sandbox_status, name="status")
 #: the collection (the root ``tasks.py`` re-exports it for ``inv``)
 ns = Collection(
     envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment,
-    runbook, bench, conformance, soak,
+    runbook, bench, conformance, soak, deploy_watch,
 )  # fmt: skip
 ns.add_collection(sandbox_ns)

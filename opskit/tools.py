@@ -1,8 +1,10 @@
 """Tool preflight: which command-line tools an environment needs, and how to get the missing ones.
 
 GKE environments drive the same tools the 2021 team used by hand: ``gcloud`` (credentials),
-``kubectl`` (kubeconfig checks), ``skaffold`` + ``helm`` (build and deploy), ``cloud-sql-proxy``
-(the Stairway database). The local environment needs none of them.
+``kubectl`` (kubeconfig checks), ``gke-gcloud-auth-plugin`` (the exec credential plugin the
+kubeconfig names since GKE 1.26; kubectl, the Python client and kubernetes.core call it),
+``skaffold`` + ``helm`` (build and deploy), ``cloud-sql-proxy`` (the Stairway database).
+The local environment needs none of them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ TOOLS: Mapping[str, Tool] = {
             "gcloud components install kubectl (or apt-get install kubectl)",
         ),
         Tool(
+            "gke-gcloud-auth-plugin",
+            "credentials for kubectl and the kubernetes client on GKE (the kubeconfig's exec"
+            " plugin since GKE 1.26)",
+            "gcloud components install gke-gcloud-auth-plugin (or apt-get install"
+            " google-cloud-cli-gke-gcloud-auth-plugin)",
+        ),
+        Tool(
             "skaffold",
             "build (jib) and deploy (helm) the service",
             "gcloud components install skaffold, or https://skaffold.dev/docs/install/ "
@@ -61,7 +70,7 @@ TOOLS: Mapping[str, Tool] = {
     )
 }
 
-GKE_TOOLS = ("gcloud", "kubectl", "skaffold", "helm", "cloud-sql-proxy")
+GKE_TOOLS = ("gcloud", "kubectl", "gke-gcloud-auth-plugin", "skaffold", "helm", "cloud-sql-proxy")
 
 
 def required_tools(env: Env) -> tuple[str, ...]:

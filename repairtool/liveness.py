@@ -1,8 +1,10 @@
 """Which Stairway instances are alive: the evidence detection relies on, and how much to trust it.
 
 The engine has no heartbeat: an instance is alive when its pod exists. Sources, strongest first:
-- `--kube`: the deployment's pods, listed with the official kubernetes client (what TCL's
-  `KubeService.getPodSet()` does: pods in the namespace whose name contains the filter);
+- `--kube`: the service's pods, listed with the official kubernetes client — the pods its label
+  selector matches (`-l`; an env file's profile gives it), narrowed by a pod-name substring
+  where one is given (what TCL's `KubeService.getPodSet()` does with its name filter); inside a
+  pod without a kubeconfig, the pod's own service account (kubectl's rule);
 - `--live-instances`: pod names given by the operator (offline use, tests);
 - neither: the `stairwayinstance` table — registered and not yet recovered, which includes every
   dead pod nobody recovered, so "dead owner" cannot be told from "alive" with it.
@@ -11,8 +13,10 @@ The engine has no heartbeat: an instance is alive when its pod exists. Sources, 
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from repairtool.errors import PlatformUnreachable, UsageError
 
@@ -66,14 +70,26 @@ class KubeUnavailable(PlatformUnreachable):
     """The Kubernetes API did not answer the pod list."""
 
 
+def in_cluster(kubeconfig: str | Path | None) -> bool:
+    """Use the pod's service account: inside a pod (`KUBERNETES_SERVICE_HOST`) with no
+    kubeconfig file to use instead (kubectl's rule)."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return False
+    if kubeconfig is not None:
+        return not Path(kubeconfig).expanduser().is_file()
+    return not os.environ.get("KUBECONFIG") and not (Path.home() / ".kube" / "config").is_file()
+
+
 def from_kube(
     namespace: str,
     pod_filter: str,
     *,
     kubeconfig: str | None = None,
     context: str | None = None,
+    label_selector: str | None = None,
 ) -> Liveness:
-    """List the namespace's pods whose name contains `pod_filter` with the kubernetes client."""
+    """List the namespace's pods that `label_selector` selects and whose name contains
+    `pod_filter` (either may be empty) with the kubernetes client."""
     try:
         from kubernetes import client, config
         from kubernetes.client.rest import ApiException
@@ -81,7 +97,12 @@ def from_kube(
     except ImportError as error:  # pragma: no cover - declared dependency
         raise KubeUnavailable(f"the kubernetes client is not installed: {error}") from None
     try:
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        if in_cluster(kubeconfig):
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            api_client = client.ApiClient(configuration)
+        else:
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
     except (ConfigException, OSError) as error:
         where = kubeconfig or "$KUBECONFIG or ~/.kube/config"
         problem = str(error).rstrip(".")
@@ -91,7 +112,9 @@ def from_kube(
             " get-credentials`) or give the pods with --live-instances"
         ) from None
     try:
-        pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, _request_timeout=30)
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(
+            namespace, _request_timeout=30, label_selector=label_selector or None
+        )
     except ApiException as error:
         raise KubeUnavailable(
             f"listing pods in {namespace} failed: {error.status} {error.reason}"
@@ -109,11 +132,15 @@ def from_kube(
             terminating.add(name)
         elif status is not None and (status.phase or "") in ("Running", "Pending"):
             live.add(name)
+    which = " and ".join(
+        x for x in (f"-l {label_selector}" if label_selector else "", pod_filter) if x
+    )
     return Liveness(
         frozenset(live),
         f"kube:{namespace}",
         Confidence.HIGH,
-        f"{len(live)} pods of {pod_filter} in namespace {namespace} listed with the kubernetes"
-        " client" + (f"; terminating: {', '.join(sorted(terminating))}" if terminating else ""),
+        f"{len(live)} pods of {which or 'the namespace'} in namespace {namespace} listed with"
+        " the kubernetes client"
+        + (f"; terminating: {', '.join(sorted(terminating))}" if terminating else ""),
         frozenset(terminating),
     )

@@ -19,7 +19,13 @@ GROUP = "repairtool.targets"
 
 @dataclass(frozen=True)
 class Target:
-    """An environment as the repair tool needs it. The password lives only in `db.url`."""
+    """An environment as the repair tool needs it. The password lives only in `db.url`.
+
+    `label_selector` selects the service's pods (each one a Stairway instance; `pod_filter`, a
+    pod-name substring, narrows further); `catalog` is the service's FlightMap type catalog (a
+    built-in name or a file); `close` releases what resolving started (a Cloud SQL proxy) and
+    is called once the command is done.
+    """
 
     name: str
     db: DbSettings = field(repr=False)
@@ -32,9 +38,20 @@ class Target:
     pubsub_emulator_host: str | None = None
     work_queue: bool = True  # False: the service runs without a queue (resumes inline)
     reader: str | None = None
+    label_selector: str | None = None
+    catalog: str | None = None
+    close: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
 
 Resolver = Callable[[str], Target]
+
+
+def split_envs(value: str) -> list[str]:
+    """`--env a,b,c` → `["a", "b", "c"]` (empty parts refused, duplicates dropped)."""
+    names = [n.strip() for n in value.split(",")]
+    if not all(names):
+        raise UsageError(f"--env {value!r}: empty environment name; give NAME or NAME,NAME,…")
+    return list(dict.fromkeys(names))
 
 
 def resolve(name: str) -> Target:

@@ -2,7 +2,8 @@
 
 Serves what `kubectl --kubeconfig …` and the official `kubernetes` client use against one
 namespace: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`), pods
-(list/get/delete/watch with label and field selectors, `pods/log`), events (list/watch),
+(list/get/delete/watch with label and field selectors, `pods/log`), secrets (get, by name: the
+objects put in the store's `secrets`), events (list/watch),
 deployments (get/list/watch/patch, `deployments/scale`) and replica sets (get/list). Lists are
 returned as server-side Tables when the client asks for them (`kubectl get`). Watches are chunked
 JSON lines, honour `resourceVersion` and `timeoutSeconds`, and start with ADDED for the current
@@ -77,6 +78,7 @@ CORE_RESOURCES = {
         _res("pods", "Pod", "pod", ["delete", "get", "list", "watch"], ["po"]),
         _res("pods/log", "Pod", "", ["get"]),
         _res("events", "Event", "event", ["get", "list", "watch"], ["ev"]),
+        _res("secrets", "Secret", "secret", ["get"]),
     ],
 }
 APPS_RESOURCES = {
@@ -378,7 +380,7 @@ class _Handler(QuietHandler):
 
     def _known(self, group: str | None, res: str | None) -> bool:
         if group == "":
-            return res in ("pods", "events")
+            return res in ("pods", "events", "secrets")
         if group == "apps":
             return res in ("deployments", "replicasets")
         return False
@@ -439,6 +441,8 @@ class _Handler(QuietHandler):
         assert res is not None
         if ns is not None and ns != c.ns and name is not None:
             return self._not_found(res, name)
+        if res == "secrets" and (name is None or self._sub is not None or watch_path):
+            return self._status(405, "MethodNotAllowed", "secrets can only be read by name here")
         label_match = parse_label_selector(_q(q, "labelSelector"))
         field_match = parse_field_selector(_q(q, "fieldSelector"))
 

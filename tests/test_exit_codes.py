@@ -57,6 +57,7 @@ EXPECTED: dict[str, ExitCode] = {
     "opskit.errors.CommandFailed": ExitCode.COMMAND_FAILED,
     "opskit.errors.OpsTimeout": ExitCode.TIMEOUT,
     "opskit.errors.Unavailable": ExitCode.PLATFORM_UNREACHABLE,
+    "opskit.secrets.SecretCorrupted": ExitCode.PLATFORM_UNREACHABLE,
     "opskit.experiment.definition.ExperimentError": ExitCode.USAGE,
     "opskit.experiment.definition.UnknownExperiment": ExitCode.NOT_FOUND,
     "opskit.experiment.runner.SteadyStateFailed": ExitCode.FINDINGS,

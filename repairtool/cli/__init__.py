@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, cast
 
 from repairtool import __version__
-from repairtool.cli import completion, decode, flights, local, orphans, recover
+from repairtool.cli import completion, decode, flights, local, multienv, recover, watch
 from repairtool.cli.common import EXIT_CODES_HELP, HelpFormatter
 from repairtool.errors import UsageError
 from repairtool.exitcodes import ExitCode, exit_code_of, one_line
@@ -22,11 +22,12 @@ failures, READY/QUEUED flights nobody picks up. Dry run is the default for anyth
 state; every change is a compare-and-set and is written to the audit trail."""
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    orphans.register,
+    multienv.register,
     decode.register,
     flights.register,
     recover.register,
     local.register,
+    watch.register,
 ]
 
 
@@ -82,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # every error is one line and a code; an unclassified one is a bug
         print(f"repairtool: error: {one_line(error)}", file=sys.stderr)
         return int(exit_code_of(error))
+    finally:
+        # what resolving --env started (a Cloud SQL proxy) stops with the command
+        target = getattr(args, "_target", None)
+        if target is not None:
+            target.close()
 
 
 def entry() -> None:

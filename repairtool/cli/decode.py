@@ -30,9 +30,10 @@ from repairtool.cli.common import (
     add_yes_arg,
     open_engine,
     show,
+    target_of,
 )
 from repairtool.cli.orphans import add_decode_args, catalog_of, reader_of
-from repairtool.errors import EXIT_FINDINGS
+from repairtool.errors import EXIT_FINDINGS, RefusedError
 from repairtool.guards import confirm, require_reason
 
 
@@ -70,7 +71,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_db_args(d)
     d.add_argument("--class", dest="class_name", help="only this flight class (* wildcard)")
     d.add_argument("--limit", type=int, default=2000, help="flights to sample (newest first)")
-    d.add_argument("--out", type=Path, metavar="FILE", help="write here (default: stdout)")
+    d.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write here (default: stdout; with --env of a service without a built-in catalog:"
+        " its service.catalog file, else catalogs/ENV.yaml — never over an existing file)",
+    )
+    d.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     d.set_defaults(func=cmd_draft)
     s = acts.add_parser("show", help="print the built-in workspace-manager catalog")
     s.set_defaults(func=cmd_show)
@@ -190,12 +198,37 @@ def cmd_draft(args: argparse.Namespace) -> int:
         header=f"drafted by `repairtool catalog draft` from {len(rows)} stored inputs;"
         " review every type marked inferred before relying on it",
     )
-    if args.out:
-        args.out.write_text(out)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
+    path = args.out or draft_path(args)
+    if path is None:
         sys.stdout.write(out)
+        return 0
+    if path.exists() and not args.force:
+        raise RefusedError(f"{path} exists: review it, or pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(out)
+    print(f"wrote {path}", file=sys.stderr)
+    target = target_of(args)
+    if target is not None and args.out is None and str(path) != (target.catalog or ""):
+        print(
+            f"use it: set `service.catalog: {path}` in the env file of {target.name}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def draft_path(args: argparse.Namespace) -> Path | None:
+    """Where `catalog draft --env X` writes when --out is not given (None: stdout).
+
+    A service with a built-in catalog (Workspace Manager) drafts to stdout, for comparison; a
+    new one gets a starting file: its `service.catalog` file, else `catalogs/<env>.yaml`.
+    """
+    target = target_of(args)
+    if target is None:
+        return None
+    named = target.catalog or ""
+    if named and "/" not in named and not named.endswith((".yaml", ".yml")):
+        return None
+    return Path(named) if named else Path("catalogs") / f"{target.name}.yaml"
 
 
 def cmd_show(args: argparse.Namespace) -> int:

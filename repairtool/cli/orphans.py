@@ -3,6 +3,11 @@
 Dry run by default: detection builds the plan and this prints it. `--fix --reason TEXT` applies the
 same plan (after a y/N question on a terminal, or `--yes`).
 
+`--env a,b,c` scans several environments at once (concurrently) and prints one table with an
+Env column; with --json one document (schema repairtool.orphans.envs/1: {"schema", "envs":
+[{"env", "ok": true, …the orphans/1 document…} | {"env", "ok": false, "error": {"code",
+"name", "message"}}]}). Repairs (--fix) take one environment at a time.
+
 --json document (stable; version 1):
   {"schema": "repairtool.orphans/1",
    "liveness": {"source", "confidence", "note", "live": [..] | null},
@@ -44,11 +49,12 @@ from repairtool.guards import confirm, require_reason
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from repairtool.detect import Detection
+    from repairtool.detect import Detection, Options
     from repairtool.flightmap import Catalog, ReaderVersion
     from repairtool.liveness import Liveness
     from repairtool.repair import Outcomes, Plan
     from repairtool.stairway.queue import WorkQueue
+    from repairtool.target import Target
 
 
 DEFAULT_POD_FILTER = "workspacemanager-deployment"
@@ -63,9 +69,20 @@ def add_liveness_args(p: argparse.ArgumentParser) -> None:
     x.add_argument(
         "--kube", action="store_true", help="list the deployment's pods with the kubernetes client"
     )
-    g.add_argument("--kubeconfig", help="kubeconfig file for --kube (default: $KUBECONFIG)")
-    g.add_argument("--context", help="kubeconfig context for --kube")
-    g.add_argument("-n", "--namespace", help="namespace of the deployment (for --kube)")
+    g.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file for --kube (default: the env's, else $KUBECONFIG; in a pod"
+        " without one: the pod's service account)",
+    )
+    g.add_argument("--context", help="kubeconfig context for --kube (default: the env's)")
+    g.add_argument("-n", "--namespace", help="namespace of the service's pods (default: the env's)")
+    g.add_argument(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="label selector of the service's pods, e.g. app.kubernetes.io/component=buffer"
+        " (default: the env's profile)",
+    )
     g.add_argument(
         "--pod-filter",
         default="workspacemanager-deployment",
@@ -167,30 +184,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_orphans)
 
 
-def liveness_of(args: argparse.Namespace) -> Liveness:
+def liveness_of(args: argparse.Namespace, target: Target | None = None) -> Liveness:
+    """The liveness source the options (and the env, when given) name. Does not change `args`."""
     from repairtool import liveness  # lazy: imports the kubernetes client when asked to
 
     if args.live_instances:
         return liveness.from_names(args.live_instances.split(","))
-    target = target_of(args)
+    target = target if target is not None else target_of(args)
+    kube, namespace = args.kube, args.namespace
+    kubeconfig, context, selector = args.kubeconfig, args.context, args.selector
+    pod_filter = args.pod_filter
     if target is not None and target.namespace:
         # an environment names its cluster: use its pod list unless told otherwise
-        args.kube = True
-        args.namespace = args.namespace or target.namespace
-        args.kubeconfig = args.kubeconfig or target.kubeconfig
-        args.context = args.context or target.context
-        if target.pod_filter and args.pod_filter == DEFAULT_POD_FILTER:
-            args.pod_filter = target.pod_filter
-    if args.kube:
-        if not args.namespace:
+        kube = True
+        namespace = namespace or target.namespace
+        kubeconfig = kubeconfig or target.kubeconfig
+        context = context or target.context
+        selector = selector or target.label_selector
+        if target.pod_filter and pod_filter == DEFAULT_POD_FILTER:
+            pod_filter = target.pod_filter
+    if selector and pod_filter == DEFAULT_POD_FILTER and target is None:
+        pod_filter = ""  # a label selector alone says which pods are the service's
+    if kube:
+        if not namespace:
             raise UsageError("--kube needs --namespace (the deployment's namespace)")
         return liveness.from_kube(
-            args.namespace, args.pod_filter, kubeconfig=args.kubeconfig, context=args.context
+            namespace, pod_filter, kubeconfig=kubeconfig, context=context, label_selector=selector
         )
     return liveness.from_registry()
 
 
-def reader_of(args: argparse.Namespace, engine: Engine) -> tuple[ReaderVersion, str]:
+def reader_of(
+    args: argparse.Namespace, engine: Engine, target: Target | None = None
+) -> tuple[ReaderVersion, str]:
     # lazy: the database layer pulls in SQLAlchemy (~0.3 s); --help must not wait for it
     from repairtool.flightmap import ReaderVersion, parse_reader
     from repairtool.stairway.db import reading
@@ -199,7 +225,7 @@ def reader_of(args: argparse.Namespace, engine: Engine) -> tuple[ReaderVersion, 
 
     if args.reader:
         return parse_reader(args.reader), "--reader"
-    target = target_of(args)
+    target = target if target is not None else target_of(args)
     if target is not None and target.reader:
         return parse_reader(target.reader), f"--env {target.name}"
     with reading(engine) as conn:
@@ -210,18 +236,26 @@ def reader_of(args: argparse.Namespace, engine: Engine) -> tuple[ReaderVersion, 
     return ReaderVersion.TYPED, f"database written by Stairway {gen.version}"
 
 
-def catalog_of(args: argparse.Namespace) -> Catalog:
+def catalog_of(args: argparse.Namespace, target: Target | None = None) -> Catalog:
+    """`--catalog FILE`, else the env's (a built-in name or a file), else Workspace Manager's."""
     # lazy: the FlightMap package is only needed when a command decodes
     from repairtool.flightmap import load_builtin_catalog, load_catalog
 
-    return load_catalog(args.catalog) if args.catalog else load_builtin_catalog("workspace-manager")
+    if args.catalog:
+        return load_catalog(args.catalog)
+    if target is None and getattr(args, "env", None) and "," not in args.env:
+        target = target_of(args)
+    named = target.catalog if target is not None else None
+    if named and ("/" in named or named.endswith((".yaml", ".yml"))):
+        return load_catalog(named)
+    return load_builtin_catalog(named or "workspace-manager")
 
 
-def queue_of(args: argparse.Namespace) -> WorkQueue | None:
+def queue_of(args: argparse.Namespace, target: Target | None = None) -> WorkQueue | None:
     # lazy: the work queue module pulls in the database layer (~0.3 s)
     from repairtool.stairway.queue import WorkQueue
 
-    target = target_of(args)
+    target = target if target is not None else target_of(args)
     if target is not None and not args.cluster and target.cluster_name:
         if not target.work_queue:
             return None  # a service without a queue resumes READY flights inline at recovery
@@ -233,19 +267,12 @@ def queue_of(args: argparse.Namespace) -> WorkQueue | None:
     return WorkQueue.from_env(args.cluster, args.project)
 
 
-def cmd_orphans(args: argparse.Namespace) -> int:
-    # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
-    from repairtool.detect import Action, Options, detect
-    from repairtool.repair import apply_plan, build_plan, read_inputs
-    from repairtool.stairway.audit import Actor
+def detect_options(
+    args: argparse.Namespace, catalog: Catalog | None, reader: ReaderVersion
+) -> Options:
+    from repairtool.detect import Options  # lazy: SQLAlchemy (~0.3 s)
 
-    if args.fix:
-        reason = require_reason(args.reason)
-    engine = open_engine(args)
-    live = liveness_of(args)
-    reader, reader_source = reader_of(args, engine)
-    catalog = None if args.no_decode else catalog_of(args)
-    options = Options(
+    return Options(
         stalled_after=args.stalled_after,
         unqueued_after=args.unqueued_after,
         queue_retention=args.queue_retention,
@@ -254,32 +281,24 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         catalog=catalog,
         reader=reader,
     )
+
+
+def cmd_orphans(args: argparse.Namespace) -> int:
+    # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
+    from repairtool.detect import detect
+    from repairtool.repair import apply_plan
+    from repairtool.stairway.audit import Actor
+
+    if args.fix:
+        reason = require_reason(args.reason)
+    engine = open_engine(args)
+    live = liveness_of(args)
+    reader, reader_source = reader_of(args, engine)
+    catalog = None if args.no_decode else catalog_of(args)
+    options = detect_options(args, catalog, reader)
     detection = detect(engine, live, options)
     queue = queue_of(args)
-    action = Action(args.action) if args.action else None
-    inputs = None
-    if action is Action.REENCODE or any(
-        f.proposed_action is Action.REENCODE for f in detection.findings
-    ):
-        inputs = read_inputs(
-            engine,
-            [
-                f.flight_id
-                for f in detection.findings
-                if f.flight_id and f.evidence.get("decode_failures")
-            ],
-        )
-    plan = build_plan(
-        detection,
-        action=action,
-        named=frozenset(args.flight),
-        force=args.force,
-        limit=args.limit,
-        queue=queue,
-        catalog=catalog,
-        reader=reader,
-        inputs=inputs,
-    )
+    plan = make_plan(args, engine, detection, queue, catalog, reader)
     outcomes = None
     human = args.output != "json"
     if args.fix and plan.changes:
@@ -317,6 +336,44 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     left = plan.refused or plan.deferred or plan.report_only or outcomes.skipped
     return EXIT_FINDINGS if left else 0
+
+
+def make_plan(
+    args: argparse.Namespace,
+    engine: Engine,
+    detection: Detection,
+    queue: WorkQueue | None,
+    catalog: Catalog | None,
+    reader: ReaderVersion,
+) -> Plan:
+    """The one plan for the options (`--action`, `--flight`, `--force`, `--limit`)."""
+    from repairtool.detect import Action  # lazy: SQLAlchemy (~0.3 s)
+    from repairtool.repair import build_plan, read_inputs
+
+    action = Action(args.action) if args.action else None
+    inputs = None
+    if action is Action.REENCODE or any(
+        f.proposed_action is Action.REENCODE for f in detection.findings
+    ):
+        inputs = read_inputs(
+            engine,
+            [
+                f.flight_id
+                for f in detection.findings
+                if f.flight_id and f.evidence.get("decode_failures")
+            ],
+        )
+    return build_plan(
+        detection,
+        action=action,
+        named=frozenset(args.flight),
+        force=args.force,
+        limit=args.limit,
+        queue=queue,
+        catalog=catalog,
+        reader=reader,
+        inputs=inputs,
+    )
 
 
 def _console(event: Any) -> None:

@@ -57,7 +57,15 @@ def test_env_holds_no_password_only_where_to_find_it() -> None:
     ref = e.stairway.db.password
     assert ref.env == "STAIRWAY_DB_PASSWORD"
     assert ref.file.endswith("config/stairway-db-password.txt")
-    assert e.to_dict()["stairway"]["db"]["password"] == {"env": ref.env, "file": ref.file}
+    # …and, from the Workspace Manager profile, the Secret the service itself reads it from
+    assert (ref.k8s_secret, ref.k8s_key) == ("workspacemanager-stairway-db-creds", "password")
+    assert e.to_dict()["stairway"]["db"]["password"] == {
+        "env": ref.env,
+        "file": ref.file,
+        "k8s_secret": "workspacemanager-stairway-db-creds",
+        "k8s_key": "password",
+        "secret_manager": "",
+    }
 
 
 def test_secret_ref_resolves_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,11 @@
 """Playbooks through ansible-runner (slow): setup idempotence, kill-pod/deploy via the kube API
-with ansible.builtin.uri, db-proxy with a stand-in cloud-sql-proxy; and the Python proxy path
+with kubernetes.core, db-proxy with a stand-in cloud-sql-proxy; and the Python proxy path
 with a real Invoke Context."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -14,8 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from invoke import Context
+from invoke import Context, MockContext
+from invoke.exceptions import Exit
 
+from opskit import tasks
 from opskit.ansible import PlaybookEvent, run_playbook
 from opskit.dbproxy import cloud_sql_proxy, port_open
 from opskit.envsetup import setup, setup_vars
@@ -138,21 +142,29 @@ def kube_vars(gke_env: Any) -> dict[str, Any]:
     return setup_vars(gke_env)
 
 
-def test_kill_pod_playbook_deletes_and_waits_for_the_replacement(
-    kube_vars: dict[str, Any], fake_gke: Any, tmp_path: Path
+def test_inv_kill_pod_via_ansible_deletes_and_waits_for_the_replacement(
+    gke_env: Any,
+    fake_gke: Any,
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The real code path of playbooks/kill-pod.yml: `inv kill-pod --via ansible`."""
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
     victim = sorted(fake_gke.pods())[0]
-    r = run_playbook(
-        "kill-pod.yml", {**kube_vars, "pod": victim, "wait_seconds": 30}, tmp_path / "run"
-    )
-    assert r.ok, r.first_failure()
-    assert r.stats["deleted"] == victim
-    assert r.stats["replacement"] in fake_gke.pods() and victim not in fake_gke.pods()
-    assert "Delete the pod" in r.changed
+    tasks.kill_pod(MockContext(), env="jcarlton", pod=victim, via="ansible", yes=True, json=True)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "stairway-ops.kill-pod-ansible/1" and doc["deleted"] == victim
+    assert doc["replacement"] in fake_gke.pods() and victim not in fake_gke.pods()
 
 
-def test_kill_pod_playbook_refuses_another_namespace(
-    kube_vars: dict[str, Any], fake_gke: Any, tmp_path: Path
+def test_kill_pod_playbook_refuses_another_namespace_and_an_unknown_pod(
+    kube_vars: dict[str, Any],
+    gke_env: Any,
+    fake_gke: Any,
+    tmp_path: Path,
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     before = sorted(fake_gke.pods())
     r = run_playbook(
@@ -161,20 +173,29 @@ def test_kill_pod_playbook_refuses_another_namespace(
         tmp_path / "run",
     )
     assert not r.ok and "refusing" in r.first_failure()
-    r = run_playbook(
-        "kill-pod.yml", {**kube_vars, "pod": "workspacemanager-deployment-x-y"}, tmp_path / "run2"
-    )
-    assert not r.ok and "not found in namespace terra-jcarlton" in r.first_failure()
+    assert r.failed_tasks == ("Refuse namespaces not in the env file",)
+    # through the task: the playbook's guard task becomes the exit code (NOT_FOUND)
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
+    with pytest.raises(Exit) as info:
+        tasks.kill_pod(MockContext(), env="jcarlton", pod="workspacemanager-deployment-x-y",
+                       via="ansible", yes=True)  # fmt: skip
+    assert info.value.code == 9 and "not found in namespace terra-jcarlton" in str(info.value)
     assert sorted(fake_gke.pods()) == before
 
 
-def test_deploy_playbook_runs_skaffold_and_waits_for_a_stable_deployment(
-    kube_vars: dict[str, Any], gke_env: Any, fake_tools: Path, tmp_path: Path
+def test_inv_deploy_via_ansible_runs_skaffold_and_waits_for_the_rollout(
+    gke_env: Any,
+    fake_tools: Path,
+    isolated_dirs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The real code path of playbooks/deploy.yml: `inv deploy --via ansible`."""
+    monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(gke_env.path.parent))
     (gke_env.service.checkout_path / "local-dev").mkdir(parents=True)
-    r = run_playbook("deploy.yml", {**kube_vars, "wait_seconds": 20}, tmp_path / "run")
-    assert r.ok, r.first_failure()
-    assert str(r.stats["replicas"]) == "2"
+    tasks.deploy(MockContext(), env="jcarlton", via="ansible", timeout="30s")
+    out = capsys.readouterr().out
+    assert "deployment/workspacemanager-deployment rolled out: 2 replicas available" in out
     assert "skaffold run --status-check=false (in " in fake_tools.read_text()
 
 
@@ -184,30 +205,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def test_db_proxy_playbook_starts_is_idempotent_and_stops(
-    make_gke_env: Any, fake_tools: Path, tmp_path: Path
-) -> None:
-    port = _free_port()
-    env = make_gke_env(**{"stairway.db.port": port})
-    env.state_path.mkdir(parents=True)
-    v = setup_vars(env)
-    r = run_playbook("db-proxy.yml", v, tmp_path / "r1")
-    try:
-        assert r.ok, r.first_failure()
-        assert port_open("127.0.0.1", port)
-        assert r.stats["psql"] == (
-            f'psql "host=127.0.0.1 port={port} sslmode=disable '
-            'dbname=workspace-stairway user=workspace-stairway"'
-        )
-        assert "workspace-db-jcarlton-5a65b1a9838a91cb" in fake_tools.read_text()
-        again = run_playbook("db-proxy.yml", v, tmp_path / "r2")
-        assert again.ok and again.changed == ()
-    finally:
-        stop = run_playbook("db-proxy.yml", {**v, "state": "stopped"}, tmp_path / "r3")
-    assert stop.ok, stop.first_failure()
-    assert not port_open("127.0.0.1", port)
 
 
 def test_cloud_sql_proxy_with_a_real_context_waits_for_the_port_and_stops_it(
@@ -227,3 +224,63 @@ def test_cloud_sql_proxy_with_a_real_context_waits_for_the_port_and_stops_it(
     assert not port_open("127.0.0.1", port)
     assert [e.kind for e in got.events] == ["proxy.starting", "proxy.ready", "proxy.stopped"]
     assert "ready for new connections" in (tmp_path / "proxy.log").read_text()
+
+
+def test_db_proxy_playbook_checks_the_secret_starts_is_idempotent_and_stops(
+    fake_gke: Any, fake_tools: Path, make_gke_env: Any, tmp_path: Path
+) -> None:
+    """kubernetes.core reads the password's Secret (no_log): a missing one stops the play before
+    the proxy starts, and its value is in no event and no artifact file; a re-run changes
+    nothing; state=stopped stops the proxy."""
+    port = _free_port()
+    env = make_gke_env(**{"gke.kubeconfig": str(fake_gke.kubeconfig), "stairway.db.port": port})
+    env.state_path.mkdir(parents=True)
+    v = setup_vars(env)
+    missing = run_playbook("db-proxy.yml", v, tmp_path / "r0")
+    assert not missing.ok
+    assert missing.failed_tasks == ("Stop when the Secret or its key is missing",)
+    assert not port_open("127.0.0.1", port)
+    secret = "pw-in-a-secret-7f3a"
+    encoded = base64.b64encode(secret.encode()).decode()
+    fake_gke.cluster.store.create(
+        "secrets",
+        {"apiVersion": "v1", "kind": "Secret",
+         "metadata": {"name": "workspacemanager-stairway-db-creds", "namespace": "terra-jcarlton"},
+         "data": {"password": encoded}},
+    )  # fmt: skip
+    r = run_playbook("db-proxy.yml", v, tmp_path / "r1")
+    try:
+        assert r.ok, r.first_failure()
+        assert port_open("127.0.0.1", port)
+        assert r.stats["psql"] == (
+            f'psql "host=127.0.0.1 port={port} sslmode=disable '
+            'dbname=workspace-stairway user=workspace-stairway"'
+        )
+        assert r.stats["password_secret"] == "workspacemanager-stairway-db-creds"
+        assert "workspace-db-jcarlton-5a65b1a9838a91cb" in fake_tools.read_text()
+        again = run_playbook("db-proxy.yml", v, tmp_path / "r2")
+        assert again.ok and again.changed == ()
+    finally:
+        stop = run_playbook("db-proxy.yml", {**v, "state": "stopped"}, tmp_path / "r3")
+    assert stop.ok, stop.first_failure()
+    assert not port_open("127.0.0.1", port)
+    for f in (tmp_path / "r1").rglob("*"):
+        if f.is_file():
+            body = f.read_text(errors="replace")
+            assert secret not in body and encoded not in body, f
+
+
+def test_a_playbook_without_its_collection_is_one_tool_missing_line(
+    kube_vars: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opskit import ansible
+    from opskit.errors import ToolMissing
+
+    monkeypatch.setitem(ansible.COLLECTIONS, "kill-pod.yml", ("nosuch.collection",))
+    with pytest.raises(ToolMissing) as info:
+        run_playbook("kill-pod.yml", {**kube_vars, "pod": "x"}, tmp_path / "run")
+    assert str(info.value) == (
+        "playbooks/kill-pod.yml needs the Ansible collection nosuch.collection: pip install"
+        " 'stairway-ops[ansible]' (the PyPI ansible bundle ships it; Galaxy is not needed)"
+    )
+    assert not (tmp_path / "run").exists()

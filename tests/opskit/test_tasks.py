@@ -76,9 +76,9 @@ def test_missing_tool_is_tool_missing_and_nothing_is_written(
     monkeypatch.setenv("PATH", str(empty))
     e = _exit(tasks.setup, env="jcarlton")
     assert e.code == ExitCode.TOOL_MISSING
-    assert "gcloud, kubectl, skaffold, helm, cloud-sql-proxy" in e.message
+    assert "gcloud, kubectl, gke-gcloud-auth-plugin, skaffold, helm, cloud-sql-proxy" in e.message
     out = capsys.readouterr().out
-    assert out.count("missing (") == 5 and "https://helm.sh" in out
+    assert out.count("missing (") == 6 and "https://helm.sh" in out
     assert not env.state_path.exists()
 
 
@@ -89,7 +89,7 @@ def test_missing_checkout_is_tool_missing(
     monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(env.path.parent))
     bin_dir = isolated_dirs / "bin"
     bin_dir.mkdir()
-    for t in ("gcloud", "kubectl", "skaffold", "helm", "cloud-sql-proxy"):
+    for t in ("gcloud", "kubectl", "gke-gcloud-auth-plugin", "skaffold", "helm", "cloud-sql-proxy"):
         (bin_dir / t).write_text("#!/bin/sh\n")
         (bin_dir / t).chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
@@ -184,7 +184,9 @@ def test_envs_lists_and_prints_playbook_vars(capsys: pytest.CaptureFixture[str])
         == "gke_terra-kernel-k8s_us-central1-a_terra-integration"
     )
     assert {f["dest"] for f in data["render_files"]} >= {"skaffold.yaml", "values.yaml"}
-    assert data["required_tools"] == ["gcloud", "kubectl", "skaffold", "helm", "cloud-sql-proxy"]
+    assert data["required_tools"] == [
+        "gcloud", "kubectl", "gke-gcloud-auth-plugin", "skaffold", "helm", "cloud-sql-proxy"
+    ]  # fmt: skip
 
 
 @pytest.mark.slow

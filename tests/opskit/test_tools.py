@@ -21,9 +21,11 @@ def _fake_tools(d: Path, names: list[str]) -> str:
     return str(d)
 
 
-def test_gke_needs_the_five_tools_local_needs_none() -> None:
+def test_gke_needs_the_six_tools_local_needs_none() -> None:
     assert required_tools(load_env("jcarlton")) == GKE_TOOLS
-    assert set(GKE_TOOLS) == {"gcloud", "kubectl", "skaffold", "helm", "cloud-sql-proxy"}
+    assert set(GKE_TOOLS) == {
+        "gcloud", "kubectl", "gke-gcloud-auth-plugin", "skaffold", "helm", "cloud-sql-proxy"
+    }  # fmt: skip
     assert required_tools(load_env("local")) == ()
 
 
@@ -33,11 +35,13 @@ def test_each_missing_tool_is_reported_with_how_to_install(tmp_path: Path) -> No
     with pytest.raises(ToolMissing) as info:
         preflight(load_env("jcarlton"), Reporter([got]), path=path)
     missing = got.of("tool.missing")
-    assert [e.data["tool"] for e in missing] == ["skaffold", "helm", "cloud-sql-proxy"]
+    assert [e.data["tool"] for e in missing] == [
+        "gke-gcloud-auth-plugin", "skaffold", "helm", "cloud-sql-proxy"
+    ]  # fmt: skip
     for e in missing:
         assert "\n" not in e.message
         assert TOOLS[e.data["tool"]].install in e.message
-    assert "skaffold, helm, cloud-sql-proxy" in str(info.value)
+    assert "gke-gcloud-auth-plugin, skaffold, helm, cloud-sql-proxy" in str(info.value)
     assert info.value.exit_code == ExitCode.TOOL_MISSING
 
 
