@@ -27,6 +27,8 @@ from typing import Any
 
 import psycopg
 
+from repairtool.localpg import PgServer, create_database, drop_database
+
 LIVE = (
     "workspacemanager-deployment-68f9b944d5-live0",
     "workspacemanager-deployment-68f9b944d5-live1",
@@ -108,7 +110,7 @@ def _flights_sql(spec: Spec, anchor: str) -> str:
     )
     hours = (
         f"CASE WHEN {rank} >= {r} AND {rank} < {w} AND {rank} % 10 = 9"
-        " THEN 80 + (g * 7919) % 640 ELSE 2 + (g * 7919) % 718 END"
+        " THEN 80 + (g::bigint * 7919) % 640 ELSE 2 + (g::bigint * 7919) % 718 END"
     )
     return f"""
     INSERT INTO flight (flightid, submit_time, class_name, completed_time, status,
@@ -230,6 +232,25 @@ def generate(conninfo: str, spec: Spec, *, progress: bool = False) -> float:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")  # as autovacuum would leave it; no background work later
     return time.perf_counter() - start
+
+
+def ensure(server: PgServer, spec: Spec, *, progress: bool = True) -> tuple[str, float | None]:
+    """The conninfo of `spec`'s database on `server`, generated unless a complete one is kept
+    there (an incomplete one is dropped first). Returns it and the seconds generating took
+    (None: kept)."""
+    conninfo = (
+        server.url(spec.name).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        create_database(server, spec.name)
+    except psycopg.errors.DuplicateDatabase:
+        if generated(conninfo) is not None:
+            return conninfo, None
+        drop_database(server, spec.name)
+        create_database(server, spec.name)
+    if progress:
+        print(f"generating {spec.name} …", flush=True)
+    return conninfo, generate(conninfo, spec, progress=progress)
 
 
 def generated(conninfo: str) -> dict[str, Any] | None:

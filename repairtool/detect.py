@@ -12,9 +12,13 @@ Kinds (strings are part of the `--json` contract):
   like this and nothing picks it up (resume() never takes RUNNING; disownRecovery selects by
   owner); reported only — repair it by naming it with an action.
 
-Detection reads only what it needs: one scan of `flight` for the non-terminal statuses, then the
-flight log heads and inputs of those few flights through their primary-key indexes. The read is
-retried like the engine's DbRetry (a terminated backend is retried, not a traceback).
+Detection reads only what it needs, in two round trips on psycopg directly (no SQLAlchemy on
+this path, `repairtool.stairway.pgread`): the catalogs (tables, columns, our audit table,
+settings), then one statement that scans `flight` once for the non-terminal statuses and reaches,
+through primary-key indexes, each one's newest flightlog row, our newest audit row, and — for the
+RUNNING flights whose class the catalog knows — the inputs and working map its reader decodes.
+The read is retried like the engine's DbRetry (a terminated backend is retried, not a
+traceback).
 
 When did the current owner take the flight? The engine keeps no such time; `stalled` must not
 count the time before it. The database's evidence, strongest first (`evidence.state_since_source`):
@@ -35,21 +39,29 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+import psycopg
 
-from repairtool.clock import rfc3339
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
 from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
-from repairtool.stairway.audit import last_changes
-from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
 from repairtool.stairway.errors import shown
-from repairtool.stairway.queries import require_columns
-from repairtool.stairway.version import column_exists, require_stairway, table_exists
+from repairtool.stairway.pgread import Source, run_read
+from repairtool.stairway.probe import (
+    AUDIT_SCHEMA,
+    AUDIT_STATE_SQL,
+    AUDIT_TABLE,
+    COLUMNS_SQL,
+    CORE_TABLES,
+    READ_COLUMNS,
+    audit_state_of,
+    check_columns,
+    check_core_tables,
+    columns_of,
+)
+from repairtool.stairway.retry import DEFAULT_RETRY, RetryPolicy
 
 
 class Kind(enum.StrEnum):
@@ -121,15 +133,10 @@ class Detection:
 NON_TERMINAL = ("RUNNING", "READY", "READY_TO_RESTART", "QUEUED")
 
 
-def _db_now(conn: Connection) -> dt.datetime:
-    # the engine's timestamps are `timestamp without time zone` in the session zone
-    now = conn.execute(text("SELECT LOCALTIMESTAMP")).scalar_one()
-    assert isinstance(now, dt.datetime)
-    return now
-
-
 def _iso(t: dt.datetime | None) -> str | None:
-    return rfc3339(t, "seconds") if t else None
+    # `clock.rfc3339(t, "seconds")` of the naive UTC times detection reads, without its detour
+    # through an aware datetime (100,000 findings have 300,000 of them)
+    return t.isoformat(timespec="seconds") + "Z" if t else None
 
 
 def _age(now: dt.datetime, since: dt.datetime) -> str:
@@ -144,25 +151,17 @@ def _age(now: dt.datetime, since: dt.datetime) -> str:
 
 
 def detect(
-    engine: Engine,
+    source: Source,
     liveness: Liveness,
     options: Options = Options(),
     *,
     policy: RetryPolicy = DEFAULT_RETRY,
 ) -> Detection:
     """Find orphaned, stalled and unqueued flights and stale instances (one read-only
-    transaction, retried like the engine's DbRetry)."""
-
-    def body(conn: Connection) -> Detection:
-        require_stairway(conn)
-        return detect_in(conn, liveness, options)
-
-    return run_read(engine, body, policy=policy, what="detect")
-
-
-def _commit_timestamps(conn: Connection) -> bool:
-    return bool(
-        conn.execute(text("SELECT current_setting('track_commit_timestamp') = 'on'")).scalar()
+    transaction, retried like the engine's DbRetry). `source`: a `ReadDb` (psycopg) or a
+    SQLAlchemy `Engine` (its pool's connections)."""
+    return run_read(
+        source, lambda conn: detect_in(conn, liveness, options), policy=policy, what="detect"
     )
 
 
@@ -183,18 +182,24 @@ class _Since:
     lower_bound: dt.datetime | None  # the row changed no earlier than this
 
 
-def _since(r: Any, audit: tuple[dt.datetime, str] | None) -> _Since:
-    last_log: dt.datetime | None = r.log_time
-    submit: dt.datetime | None = r.submit_time
+def _since(
+    submit: dt.datetime | None,
+    version: str,
+    unchanged_since_submit: bool | None,
+    commit_time: dt.datetime | None,
+    last_log: dt.datetime | None,
+    logged_after_change: bool,
+    audit: tuple[dt.datetime, str] | None,
+) -> _Since:
     changed_at: dt.datetime | None = None
     source = ""
-    if r.changed_at is not None:
-        changed_at, source = r.changed_at, "commit_timestamp"
-    elif audit is not None and audit[1] == r.version:
+    if commit_time is not None:
+        changed_at, source = commit_time, "commit_timestamp"
+    elif audit is not None and audit[1] == version:
         changed_at, source = audit[0], "audit"
-    elif r.unchanged_since_submit and submit is not None:
+    elif unchanged_since_submit and submit is not None:
         changed_at, source = submit, "submit"
-    if r.logged_after_change and last_log is not None:
+    if logged_after_change and last_log is not None:
         idle: dt.datetime | None = max(t for t in (last_log, changed_at) if t is not None)
         source = source or "progress_after_change"
     elif changed_at is not None:
@@ -205,75 +210,193 @@ def _since(r: Any, audit: tuple[dt.datetime, str] | None) -> _Since:
     return _Since(changed_at, source or "unknown", idle, max(known) if known else None)
 
 
-def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detection:
-    require_columns(conn)
-    now = _db_now(conn)
-    where = ["status = ANY(:statuses)"]
+@dataclass(frozen=True)
+class _Shape:
+    """What the database has, from the catalogs (detection's first round trip)."""
+
+    now: dt.datetime
+    commit_timestamps: bool
+    has_log_id: bool
+    has_flightworking: bool
+    audit: bool  # our audit table is there and readable: take evidence from it
+
+
+def _probe(conn: psycopg.Connection[Any]) -> _Shape:
+    """The catalogs in one round trip, checked in the order the reads need them: the engine's
+    core tables, the columns this tool reads (one clear line naming what is missing)."""
+    tables = [*READ_COLUMNS, "flightlog"]
+    with conn.pipeline():
+        settings = conn.execute(
+            "SELECT LOCALTIMESTAMP, current_setting('track_commit_timestamp') = 'on',"
+            + ", ".join(f" to_regclass('{t}') IS NOT NULL" for t in (*CORE_TABLES, "flightworking"))
+        )
+        found_columns = conn.execute(COLUMNS_SQL, {"t": list(dict.fromkeys(tables))})
+        audit_rows = conn.execute(AUDIT_STATE_SQL, {"schema": AUDIT_SCHEMA})
+    row = settings.fetchone()
+    assert row is not None
+    now, commit_timestamps, *present = row
+    # the engine's timestamps are `timestamp without time zone` in the session zone
+    assert isinstance(now, dt.datetime)
+    check_core_tables(dict(zip(CORE_TABLES, present, strict=False)))
+    found = columns_of(found_columns.fetchall())
+    check_columns(found)
+    return _Shape(
+        now=now,
+        commit_timestamps=bool(commit_timestamps),
+        has_log_id="id" in found.get("flightlog", set()),
+        has_flightworking=bool(present[-1]),
+        audit=audit_state_of(audit_rows.fetchall()).usable,
+    )
+
+
+def _driver(conn: Any) -> psycopg.Connection[Any]:
+    """The psycopg connection (a SQLAlchemy `Connection` hands over its driver's, in the same
+    transaction)."""
+    if isinstance(conn, psycopg.Connection):
+        return conn
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection
+    return driver
+
+
+def _decoded_classes(options: Options) -> list[str] | None:
+    if options.catalog is None:
+        return None
+    return [spec.class_name for spec in options.catalog.flights]
+
+
+def _detection_sql(shape: _Shape, options: Options) -> tuple[str, dict[str, Any]]:
+    """One statement, as the floor query would be: the non-terminal flights (one scan of
+    `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1),
+    with the row versions (xmin) that tell when ownership changed (see the module docstring);
+    through audit_flightid_idx our newest audit row; with a catalog, for the RUNNING flights of a
+    class it knows, their inputs and the working map their reader rebuilds (§5.5: the newest
+    flightlog row's working_parameters and the flightworking rows hanging off its id)."""
+    where = ["status = ANY(%(statuses)s)"]
     params: dict[str, Any] = {"statuses": list(NON_TERMINAL)}
     if options.class_name:
-        where.append("class_name LIKE :cls" if "*" in options.class_name else "class_name = :cls")
+        op = "LIKE" if "*" in options.class_name else "="
+        where.append(f"class_name {op} %(cls)s")
         params["cls"] = options.class_name.replace("*", "%")
     if options.flight_ids:
-        where.append("flightid = ANY(:ids)")
+        where.append("flightid = ANY(%(ids)s)")
         params["ids"] = list(options.flight_ids)
     changed_at = (
         # permanent xids (frozen, bootstrap) have no commit timestamp to ask for
-        "CASE WHEN f.xmin::text::bigint > 2 THEN"
-        f" {_ts('pg_xact_commit_timestamp(f.xmin)')} END AS changed_at"
-        if _commit_timestamps(conn)
-        else "NULL::timestamp AS changed_at"
+        f"CASE WHEN f.xmin::text::bigint > 2 THEN {_ts('pg_xact_commit_timestamp(f.xmin)')} END"
+        if shape.commit_timestamps
+        else "NULL::timestamp"
     )
-    # One statement, as the floor query would be: the non-terminal flights (one scan of
-    # `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1),
-    # with the row versions (xmin) that tell when ownership changed (see the module docstring).
-    # With a catalog the same row also gives the working map's source (§5.5): its
-    # working_parameters and the id its flightworking rows hang off.
-    inner = outer = ""
-    if options.catalog is not None:
-        log_id = "id" if column_exists(conn, "flightlog", "id") else "NULL::uuid"
-        inner = f", working_parameters, {log_id} AS log_id"
-        outer = ", l.working_parameters, l.log_id"
-    rows = conn.execute(
-        text(
-            "SELECT f.flightid, f.class_name, f.status, f.stairway_id,"
-            f" {_ts('f.submit_time')} AS submit_time, f.xmin::text AS version,"
-            # the submit wrote the flight row and all its inputs in one transaction: one input
-            # row's xmin is the submit's (looked up only when no later progress settles it)
-            " CASE WHEN age(l.log_xmin) < age(f.xmin) THEN NULL ELSE"
-            " COALESCE((SELECT i.xmin FROM flightinput i WHERE i.flightid = f.flightid LIMIT 1)"
-            " = f.xmin, false) END AS unchanged_since_submit,"
-            f" {changed_at}, l.log_time, l.step_index{outer},"
-            " COALESCE(age(l.log_xmin) < age(f.xmin), false) AS logged_after_change"
-            f" FROM flight f LEFT JOIN LATERAL (SELECT {_ts('log_time')} AS log_time,"
-            f" step_index, xmin AS log_xmin{inner} FROM flightlog WHERE flightid = f.flightid"
-            " AND log_time IS NOT NULL ORDER BY flightlog.log_time DESC LIMIT 1) l ON true WHERE "
-            + " AND ".join(f"f.{w}" for w in where)
-            + " ORDER BY f.submit_time, f.flightid"
-        ),
-        params,
-    ).all()
-    ids = [r.flightid for r in rows]
-    changed_by_us = last_changes(conn, ids)
-    instance_rows = conn.execute(
-        text("SELECT stairway_name, stairway_id, xmin::text AS version FROM stairwayinstance")
-    ).all()
-    instances: dict[str, str] = {n: sid for n, sid, _ in instance_rows if n is not None}
-    instance_versions = {n: v for n, _, v in instance_rows if n is not None}
+    select = [
+        "f.flightid, f.class_name, f.status, f.stairway_id,"
+        f" {_ts('f.submit_time')}, f.xmin::text,"
+        # the submit wrote the flight row and all its inputs in one transaction: one input
+        # row's xmin is the submit's (looked up only when no later progress settles it)
+        " CASE WHEN age(l.log_xmin) < age(f.xmin) THEN NULL ELSE"
+        " COALESCE((SELECT i.xmin FROM flightinput i WHERE i.flightid = f.flightid LIMIT 1)"
+        f" = f.xmin, false) END, {changed_at}, l.log_time, l.step_index,"
+        " COALESCE(age(l.log_xmin) < age(f.xmin), false)"
+    ]
+    joins = [
+        f"LEFT JOIN LATERAL (SELECT {_ts('log_time')} AS log_time, step_index, xmin AS log_xmin"
+        + (", working_parameters" if options.catalog is not None else "")
+        + (", id AS log_id" if options.catalog is not None and shape.has_log_id else "")
+        + " FROM flightlog WHERE flightid = f.flightid AND log_time IS NOT NULL"
+        " ORDER BY flightlog.log_time DESC LIMIT 1) l ON true"
+    ]
+    if shape.audit:
+        select.append("a.at, a.version")
+        joins.append(
+            "LEFT JOIN LATERAL (SELECT CAST(at AT TIME ZONE current_setting('TimeZone') AS"
+            " timestamp) AS at, COALESCE(after->>'version', '') AS version"
+            f" FROM {AUDIT_TABLE} WHERE flightid = f.flightid ORDER BY audit_id DESC LIMIT 1) a"
+            " ON true"
+        )
+    else:
+        select.append("NULL::timestamp, NULL::text")
+    classes = _decoded_classes(options)
+    if classes is not None:
+        params["decoded"] = classes
+        decoded = "f.status = 'RUNNING' AND f.class_name = ANY(%(decoded)s)"
+        select.append("inp.keys, inp.vals, l.working_parameters")
+        joins.append(
+            "LEFT JOIN LATERAL (SELECT array_agg(key ORDER BY key) AS keys,"
+            " array_agg(value ORDER BY key) AS vals FROM flightinput"
+            f" WHERE flightid = f.flightid AND {decoded}) inp ON true"
+        )
+        if shape.has_log_id and shape.has_flightworking:
+            select.append("w.keys, w.vals")
+            joins.append(
+                "LEFT JOIN LATERAL (SELECT array_agg(key ORDER BY key) AS keys,"
+                " array_agg(value ORDER BY key) AS vals FROM flightworking"
+                f" WHERE flightlog_id = l.log_id AND {decoded}) w ON true"
+            )
+        else:
+            select.append("NULL::text[], NULL::text[]")
+    sql = (
+        f"SELECT {', '.join(select)} FROM flight f {' '.join(joins)} WHERE "
+        + " AND ".join(f"f.{w}" for w in where)
+        + " ORDER BY f.submit_time, f.flightid"
+    )
+    return sql, params
+
+
+def _outside_filter_sql(options: Options) -> tuple[str, dict[str, Any]]:
+    """RUNNING flights per owner that the --class filter left out (an instance recovered for one
+    class keeps its row while they remain)."""
+    cls = (
+        "class_name NOT LIKE %(cls)s"
+        if "*" in (options.class_name or "")
+        else "class_name <> %(cls)s"
+    )
+    return (
+        "SELECT stairway_id, count(*) FROM flight WHERE status = 'RUNNING'"
+        f" AND stairway_id IS NOT NULL AND ({cls} OR class_name IS NULL)"
+        " GROUP BY stairway_id",
+        {"cls": (options.class_name or "").replace("*", "%")},
+    )
+
+
+def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
+    """Detection inside the caller's read transaction: `conn` is a psycopg connection or a
+    SQLAlchemy `Connection` (its driver's connection is used, in the same transaction)."""
+    conn = _driver(conn)
+    shape = _probe(conn)
+    now = shape.now
+    sql, params = _detection_sql(shape, options)
+    outside_wanted = liveness.live is not None and not options.flight_ids and options.class_name
+    with conn.pipeline():
+        flights = conn.execute(sql, params)
+        instance_rows = conn.execute(
+            "SELECT stairway_name, stairway_id, xmin::text FROM stairwayinstance"
+        )
+        outside_rows = conn.execute(*_outside_filter_sql(options)) if outside_wanted else None
+    rows = flights.fetchall()
+    instance_list = instance_rows.fetchall()
+    outside = (
+        {sid: int(n) for sid, n in outside_rows.fetchall()} if outside_rows is not None else {}
+    )
+    instances: dict[str, str] = {n: sid for n, sid, _ in instance_list if n is not None}
+    instance_versions = {n: v for n, _, v in instance_list if n is not None}
     live_ids: set[str] | None = None
     if liveness.live is not None:
         live_ids = set(liveness.live) | {sid for n, sid in instances.items() if n in liveness.live}
     registered_ids = set(instances.values())
 
-    running = [r for r in rows if r.status == "RUNNING"]
-    decode_failures = _decode_flights(conn, running, options) if options.catalog else {}
+    running: list[tuple[str, str | None, str]] = []  # (id, owner, row version) of RUNNING ones
     findings: list[Finding] = []
-    for r in rows:
-        since = _since(r, changed_by_us.get(r.flightid))
+    for row in rows:
+        fid, cls, status, owner, submit, version, unchanged, commit_time = row[:8]
+        log_time, step, logged_after = row[8:11]
+        audit = (row[11], row[12]) if row[11] is not None else None
+        if status == "RUNNING":
+            running.append((fid, owner, version))
+        failures = _decode_row(row, options) if len(row) > 13 else []
+        since = _since(submit, version, unchanged, commit_time, log_time, logged_after, audit)
         evidence: dict[str, Any] = {
-            "submitted": _iso(r.submit_time),
-            "last_progress": _iso(r.log_time),
-            "last_step": r.step_index if r.log_time is not None else None,
-            "row_version": r.version,
+            "submitted": _iso(submit),
+            "last_progress": _iso(log_time),
+            "last_step": step if log_time is not None else None,
+            "row_version": version,
             "state_since": _iso(since.changed_at),
             "state_since_source": since.source,
             "liveness": liveness.source,
@@ -284,33 +407,23 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
             evidence["idle_for"] = f"unknown (at most {_age(now, since.lower_bound)})"
         else:
             evidence["idle_for"] = "unknown"
-        failures = decode_failures.get(r.flightid, [])
         if failures:
             evidence["decode_failures"] = failures
-        if r.status == "RUNNING" and r.stairway_id is None:
+        flight = (fid, cls, status, owner)
+        if status == "RUNNING" and owner is None:
             evidence["why"] = (
                 "RUNNING with no owner (stairway_id NULL): no engine path leaves a flight like"
                 " this, and nothing picks it up (resume() never takes RUNNING, disownRecovery"
                 " selects by owner); check that no pod runs it, then name it with an action"
             )
             findings.append(
-                Finding(
-                    Kind.UNOWNED_RUNNING,
-                    r.flightid,
-                    r.class_name,
-                    r.status,
-                    None,
-                    Action.NONE,
-                    evidence,
-                )
+                Finding(Kind.UNOWNED_RUNNING, fid, cls, status, None, Action.NONE, evidence)
             )
-        elif r.status == "RUNNING":
+        elif status == "RUNNING":
             owner_live = (
-                (r.stairway_id in live_ids)
-                if live_ids is not None
-                else (r.stairway_id in registered_ids or None)
+                (owner in live_ids) if live_ids is not None else (owner in registered_ids or None)
             )
-            evidence["owner_registered"] = r.stairway_id in registered_ids
+            evidence["owner_registered"] = owner in registered_ids
             if since.idle_since is not None:
                 stalled = now - since.idle_since > options.stalled_after
                 idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
@@ -324,11 +437,13 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                 )
             if live_ids is not None and not owner_live:
                 evidence["why"] = (
-                    f"owner {shown(r.stairway_id)} has no live pod; the engine recovers its flights"
+                    f"owner {shown(owner)} has no live pod; the engine recovers its flights"
                     " only"
                     " when a pod listener sees the DELETED event or a pod starts"
                 )
-                findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence, options.reader))
+                findings.append(
+                    _finding(Kind.DEAD_OWNER, flight, failures, evidence, options.reader)
+                )
             elif stalled:
                 evidence["why"] = (
                     f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
@@ -341,19 +456,19 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                         " construct the flight (MakeFlightException) and left it RUNNING;"
                         " resume() never accepts RUNNING"
                     )
-                findings.append(_finding(Kind.STALLED, r, failures, evidence, options.reader))
-        elif r.status in ("READY", "READY_TO_RESTART") and r.stairway_id is None:
+                findings.append(_finding(Kind.STALLED, flight, failures, evidence, options.reader))
+        elif status in ("READY", "READY_TO_RESTART") and owner is None:
             # a READY message for a READY flight is what recoverReady sends anyway: an unknown
             # time of the change is bounded from below here, and said so in `idle_for`
             ref = since.changed_at or since.lower_bound
             if ref is not None and now - ref > options.unqueued_after:
                 evidence["why"] = (
-                    f"{r.status} and unowned for {_age(now, ref)}"
+                    f"{status} and unowned for {_age(now, ref)}"
                     + ("" if since.changed_at else " at most")
                     + "; only a pod start or a pod deletion (recoverReady) queues it"
                 )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
-        elif r.status == "QUEUED" and r.stairway_id is None:
+                findings.append(_finding(Kind.UNQUEUED, flight, failures, evidence, options.reader))
+        elif status == "QUEUED" and owner is None:
             ref = since.changed_at or since.lower_bound
             if ref is not None and now - ref > options.queue_retention:
                 evidence["why"] = (
@@ -362,17 +477,16 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     + f", longer than the work-queue retention ({options.queue_retention});"
                     " its message has expired"
                 )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
+                findings.append(_finding(Kind.UNQUEUED, flight, failures, evidence, options.reader))
     if liveness.live is not None and not options.flight_ids:
-        outside = _running_outside_filter(conn, options) if options.class_name else {}
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
                 continue
-            owned = [r for r in running if r.stairway_id == sid]
+            owned = [(fid, ver) for fid, owner, ver in running if owner == sid]
             ev: dict[str, Any] = {
                 "why": "registered in stairwayinstance but no live pod; recovery never ran for it",
-                "running_flights": [r.flightid for r in owned],
-                "running_versions": {r.flightid: r.version for r in owned},
+                "running_flights": [fid for fid, _ in owned],
+                "running_versions": dict(owned),
                 "row_version": instance_versions.get(name),
                 "liveness": liveness.source,
             }
@@ -393,25 +507,12 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
     return Detection(tuple(findings), liveness, now, len(rows), tuple(sorted(instances)))
 
 
-def _running_outside_filter(conn: Connection, options: Options) -> dict[str, int]:
-    """RUNNING flights per owner that the --class filter left out (an instance recovered for one
-    class keeps its row while they remain)."""
-    cls = "class_name NOT LIKE :cls" if "*" in (options.class_name or "") else "class_name <> :cls"
-    return {
-        sid: int(n)
-        for sid, n in conn.execute(
-            text(
-                "SELECT stairway_id, count(*) FROM flight WHERE status = 'RUNNING'"
-                f" AND stairway_id IS NOT NULL AND ({cls} OR class_name IS NULL)"
-                " GROUP BY stairway_id"
-            ),
-            {"cls": (options.class_name or "").replace("*", "%")},
-        ).all()
-    }
-
-
 def _finding(
-    kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, Any], reader: ReaderVersion
+    kind: Kind,
+    flight: tuple[str, str | None, str, str | None],
+    failures: list[dict[str, Any]],
+    ev: dict[str, Any],
+    reader: ReaderVersion,
 ) -> Finding:
     decided: Action | None = None
     if failures:
@@ -430,7 +531,8 @@ def _finding(
             " (--flight ID)"
         )
         action = Action.NONE
-    return Finding(kind, r.flightid, r.class_name, r.status, r.stairway_id, action, ev)
+    fid, cls, status, owner = flight
+    return Finding(kind, fid, cls, status, owner, action, ev)
 
 
 def blocking(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -491,64 +593,20 @@ def decode_proposal(
     )
 
 
-def _decode_flights(
-    conn: Connection, flights: list[Any], options: Options
-) -> dict[str, list[dict[str, Any]]]:
-    """Decode failures of each flight's inputs and of the working map its reader rebuilds."""
-    assert options.catalog is not None
-    flights = [
-        f
-        for f in flights
-        if f.class_name is not None and options.catalog.flight(f.class_name) is not None
-    ]
-    if not flights:
-        return {}
-    ids = [f.flightid for f in flights]
-    inputs: dict[str, dict[str, str]] = defaultdict(dict)
-    for fid, key, value in conn.execute(
-        text(
-            "SELECT i.flightid, i.key, i.value FROM unnest(CAST(:ids AS varchar[])) AS r(flightid)"
-            " JOIN flightinput i ON i.flightid = r.flightid"
-        ),
-        {"ids": ids},
-    ):
-        inputs[fid][key] = value
-    working = _latest_working_maps(conn, flights)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for f in flights:
-        report = decode_map(
-            f.flightid,
-            f.class_name,
-            inputs.get(f.flightid, {}),
-            options.catalog,
-            options.reader,
-            source="input",
-        )
-        failures = [x.to_json() for x in report.findings]
-        latest = working.get(f.flightid)
-        if latest is not None and (latest[0] is not None or latest[1]):
-            _, wm = decode_working_map(
-                f.flightid, f.class_name, latest[1], latest[0], options.catalog, options.reader
-            )
-            failures += [x.to_json() for x in wm.findings]
-        if failures:
-            out[f.flightid] = failures
-    return out
-
-
-def _latest_working_maps(
-    conn: Connection, flights: list[Any]
-) -> dict[str, tuple[str | None, dict[str, str]]]:
-    """Each flight's newest flightlog row (read with it by `detect_in`): its
-    ``working_parameters`` and flightworking rows."""
-    out: dict[str, tuple[str | None, dict[str, str]]] = {
-        f.flightid: (f.working_parameters, {}) for f in flights if f.log_time is not None
-    }
-    by_log = {f.log_id: f.flightid for f in flights if f.log_id is not None}
-    if by_log and table_exists(conn, "flightworking"):
-        for log_id, key, value in conn.execute(
-            text("SELECT flightlog_id, key, value FROM flightworking WHERE flightlog_id = ANY(:l)"),
-            {"l": list(by_log)},
-        ):
-            out[by_log[log_id]][1][key] = value
-    return out
+def _decode_row(row: tuple[Any, ...], options: Options) -> list[dict[str, Any]]:
+    """Decode failures of one RUNNING flight's inputs and of the working map its reader
+    rebuilds (the row carries them when the catalog knows its class)."""
+    catalog = options.catalog
+    assert catalog is not None
+    fid, cls, status, _owner = row[:4]
+    if status != "RUNNING" or cls is None or catalog.flight(cls) is None:
+        return []
+    input_keys, input_values, working_parameters, work_keys, work_values = row[13:18]
+    inputs = dict(zip(input_keys, input_values, strict=True)) if input_keys else {}
+    report = decode_map(fid, cls, inputs, catalog, options.reader, source="input")
+    failures = [x.to_json() for x in report.findings]
+    if row[8] is not None and (working_parameters is not None or work_keys):
+        rows = dict(zip(work_keys, work_values, strict=True)) if work_keys else {}
+        _, wm = decode_working_map(fid, cls, rows, working_parameters, catalog, options.reader)
+        failures += [x.to_json() for x in wm.findings]
+    return failures

@@ -124,6 +124,7 @@ def normalize_text(text: str, db: Db) -> str:
 
     text = _TIME.sub(relative, text)
     text = re.sub(rf"row_version={db.xid}\b", "row_version=<xid>", text)
+    text = text.replace(f"': '{db.xid}'", "': '<xid>'")  # running_versions={'id': 'xid', …}
     return text
 
 
