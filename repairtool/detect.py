@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,9 @@ class Detection:
     now: dt.datetime | None
     scanned: int  # non-terminal flights looked at
     instances: tuple[str, ...]
+    #: the inputs (key → stored text) of the flights whose FlightMaps failed to decode, as
+    #: detection read them: what a re-encoding plan rewrites (never in any output)
+    inputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
 
 NON_TERMINAL = ("RUNNING", "READY", "READY_TO_RESTART", "QUEUED")
@@ -166,9 +170,14 @@ def detect(
 
 
 # Timestamps are read as `timestamp` in the session zone whatever the column's type (a newer
-# schema's `timestamptz` included); a value that is not finite (±infinity) reads as NULL.
+# schema's `timestamptz` included); a value that is not finite (±infinity) reads as NULL, one
+# Python cannot hold (BC, after 9999) as datetime.min or datetime.max — what the connection's
+# clamping loaders would make of it.
 def _ts(expr: str) -> str:
-    return f"CASE WHEN isfinite({expr}) THEN CAST({expr} AS timestamp) END"
+    return (
+        f"CASE WHEN isfinite({expr}) THEN LEAST(GREATEST(CAST({expr} AS timestamp),"
+        " TIMESTAMP '0001-01-01'), TIMESTAMP '9999-12-31 23:59:59.999999') END"
+    )
 
 
 @dataclass(frozen=True)
@@ -199,15 +208,19 @@ def _since(
         changed_at, source = audit[0], "audit"
     elif unchanged_since_submit and submit is not None:
         changed_at, source = submit, "submit"
+    idle: dt.datetime | None
     if logged_after_change and last_log is not None:
-        idle: dt.datetime | None = max(t for t in (last_log, changed_at) if t is not None)
+        idle = last_log if changed_at is None or last_log >= changed_at else changed_at
         source = source or "progress_after_change"
     elif changed_at is not None:
-        idle = max(t for t in (changed_at, last_log) if t is not None)
+        idle = changed_at if last_log is None or changed_at >= last_log else last_log
     else:
         idle = None
-    known = [t for t in (submit, last_log, audit[0] if audit else None) if t is not None]
-    return _Since(changed_at, source or "unknown", idle, max(known) if known else None)
+    lower = submit
+    for t in (last_log, audit[0] if audit else None):
+        if t is not None and (lower is None or t > lower):
+            lower = t
+    return _Since(changed_at, source or "unknown", idle, lower)
 
 
 @dataclass(frozen=True)
@@ -305,14 +318,17 @@ def _detection_sql(shape: _Shape, options: Options) -> tuple[str, dict[str, Any]
     ]
     if shape.audit:
         select.append("a.at, a.version")
+        at = _ts("CAST(at AT TIME ZONE current_setting('TimeZone') AS timestamp)")
         joins.append(
-            "LEFT JOIN LATERAL (SELECT CAST(at AT TIME ZONE current_setting('TimeZone') AS"
-            " timestamp) AS at, COALESCE(after->>'version', '') AS version"
+            f"LEFT JOIN LATERAL (SELECT {at} AS at, COALESCE(after->>'version', '') AS version"
             f" FROM {AUDIT_TABLE} WHERE flightid = f.flightid ORDER BY audit_id DESC LIMIT 1) a"
             " ON true"
         )
     else:
         select.append("NULL::timestamp, NULL::text")
+    # the order of the findings (ORDER BY f.submit_time, f.flightid, done by the caller):
+    # epoch seconds keep ±infinity apart, where the timestamp column reads NULL
+    select.append("extract(epoch FROM f.submit_time)::float8")
     classes = _decoded_classes(options)
     if classes is not None:
         params["decoded"] = classes
@@ -332,12 +348,21 @@ def _detection_sql(shape: _Shape, options: Options) -> tuple[str, dict[str, Any]
             )
         else:
             select.append("NULL::text[], NULL::text[]")
-    sql = (
-        f"SELECT {', '.join(select)} FROM flight f {' '.join(joins)} WHERE "
-        + " AND ".join(f"f.{w}" for w in where)
-        + " ORDER BY f.submit_time, f.flightid"
+    sql = f"SELECT {', '.join(select)} FROM flight f {' '.join(joins)} WHERE " + " AND ".join(
+        f"f.{w}" for w in where
     )
     return sql, params
+
+
+#: rows per chunk of the streamed detection query
+_CHUNK = 500
+
+
+def _submitted_order(row: tuple[Any, ...]) -> tuple[int, float, str]:
+    """ORDER BY submit_time, flightid (NULLs last); ties by flight id in code-point order (the
+    database's collation may order unusual ids differently)."""
+    epoch = row[13]
+    return (0, epoch, row[0]) if epoch is not None else (1, 0.0, row[0])
 
 
 def _outside_filter_sql(options: Options) -> tuple[str, dict[str, Any]]:
@@ -363,18 +388,37 @@ def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
     shape = _probe(conn)
     now = shape.now
     sql, params = _detection_sql(shape, options)
-    outside_wanted = liveness.live is not None and not options.flight_ids and options.class_name
-    with conn.pipeline():
-        flights = conn.execute(sql, params)
-        instance_rows = conn.execute(
-            "SELECT stairway_name, stairway_id, xmin::text FROM stairwayinstance"
-        )
-        outside_rows = conn.execute(*_outside_filter_sql(options)) if outside_wanted else None
-    rows = flights.fetchall()
-    instance_list = instance_rows.fetchall()
-    outside = (
-        {sid: int(n) for sid, n in outside_rows.fetchall()} if outside_rows is not None else {}
-    )
+    # Streamed in chunks, unordered: the RUNNING flights' FlightMaps are decoded and the
+    # READY/QUEUED ones judged while the server still scans `flight` (a Gather without a merge:
+    # its workers keep scanning while the leader reaches each flight's log row); only findings
+    # and RUNNING flights are kept, and sorted afterwards.
+    running_rows: list[tuple[tuple[int, float, str], tuple[Any, ...], list[dict[str, Any]]]] = []
+    ordered: list[tuple[tuple[int, float, str], Finding]] = []
+    failed_inputs: dict[str, dict[str, str]] = {}
+    decoding = options.catalog is not None
+    shared: dict[Any, Any] = {}  # one str object per class name and status, not one per row
+    scanned = 0
+    cursor = conn.cursor()
+    _native_timestamps(cursor)
+    for row in cursor.stream(sql, params, size=_CHUNK):
+        scanned += 1
+        status = row[2]
+        if status == "RUNNING":
+            failures = _decode_row(row, options, failed_inputs) if decoding else []
+            running_rows.append((_submitted_order(row), row, failures))
+        elif row[3] is None:
+            found = _waiting(row, now, options, liveness, shared)
+            if found is not None:
+                ordered.append((_submitted_order(row), found))
+    running_rows.sort(key=_first)
+    # (no pipeline after a stream: psycopg 3.3 then fails with "unexpected result status")
+    instance_list = conn.execute(
+        "SELECT stairway_name, stairway_id, xmin::text FROM stairwayinstance"
+    ).fetchall()
+    outside: dict[str, int] = {}
+    if liveness.live is not None and not options.flight_ids and options.class_name:
+        found_outside = conn.execute(*_outside_filter_sql(options)).fetchall()
+        outside = {sid: int(n) for sid, n in found_outside}
     instances: dict[str, str] = {n: sid for n, sid, _ in instance_list if n is not None}
     instance_versions = {n: v for n, _, v in instance_list if n is not None}
     live_ids: set[str] | None = None
@@ -383,101 +427,64 @@ def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
     registered_ids = set(instances.values())
 
     running: list[tuple[str, str | None, str]] = []  # (id, owner, row version) of RUNNING ones
-    findings: list[Finding] = []
-    for row in rows:
-        fid, cls, status, owner, submit, version, unchanged, commit_time = row[:8]
-        log_time, step, logged_after = row[8:11]
-        audit = (row[11], row[12]) if row[11] is not None else None
-        if status == "RUNNING":
-            running.append((fid, owner, version))
-        failures = _decode_row(row, options) if len(row) > 13 else []
-        since = _since(submit, version, unchanged, commit_time, log_time, logged_after, audit)
-        evidence: dict[str, Any] = {
-            "submitted": _iso(submit),
-            "last_progress": _iso(log_time),
-            "last_step": step if log_time is not None else None,
-            "row_version": version,
-            "state_since": _iso(since.changed_at),
-            "state_since_source": since.source,
-            "liveness": liveness.source,
-        }
-        if since.idle_since is not None:
-            evidence["idle_for"] = _age(now, since.idle_since)
-        elif since.lower_bound is not None:
-            evidence["idle_for"] = f"unknown (at most {_age(now, since.lower_bound)})"
-        else:
-            evidence["idle_for"] = "unknown"
+    for key, row, failures in running_rows:
+        fid, cls, status, owner, _, version = row[:6]
+        running.append((fid, owner, version))
+        since, evidence = _evidence(row, now, liveness)
         if failures:
             evidence["decode_failures"] = failures
         flight = (fid, cls, status, owner)
-        if status == "RUNNING" and owner is None:
+        if owner is None:
             evidence["why"] = (
                 "RUNNING with no owner (stairway_id NULL): no engine path leaves a flight like"
                 " this, and nothing picks it up (resume() never takes RUNNING, disownRecovery"
                 " selects by owner); check that no pod runs it, then name it with an action"
             )
-            findings.append(
-                Finding(Kind.UNOWNED_RUNNING, fid, cls, status, None, Action.NONE, evidence)
+            ordered.append(
+                (key, Finding(Kind.UNOWNED_RUNNING, fid, cls, status, None, Action.NONE, evidence))
             )
-        elif status == "RUNNING":
-            owner_live = (
-                (owner in live_ids) if live_ids is not None else (owner in registered_ids or None)
+            continue
+        owner_live = (
+            (owner in live_ids) if live_ids is not None else (owner in registered_ids or None)
+        )
+        evidence["owner_registered"] = owner in registered_ids
+        if since.idle_since is not None:
+            stalled = now - since.idle_since > options.stalled_after
+            idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
+        else:
+            # the owner took it after its last progress, at a time the database does not
+            # keep: only explicit evidence makes it stalled
+            stalled = bool(blocking(failures))
+            idle_text = (
+                "taken over after its last progress at an unknown time (enable"
+                " track_commit_timestamp for the exact time)"
             )
-            evidence["owner_registered"] = owner in registered_ids
-            if since.idle_since is not None:
-                stalled = now - since.idle_since > options.stalled_after
-                idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
-            else:
-                # the owner took it after its last progress, at a time the database does not
-                # keep: only explicit evidence makes it stalled
-                stalled = bool(blocking(failures))
-                idle_text = (
-                    "taken over after its last progress at an unknown time (enable"
-                    " track_commit_timestamp for the exact time)"
+        if live_ids is not None and not owner_live:
+            evidence["why"] = (
+                f"owner {shown(owner)} has no live pod; the engine recovers its flights"
+                " only"
+                " when a pod listener sees the DELETED event or a pod starts"
+            )
+            ordered.append(
+                (key, _finding(Kind.DEAD_OWNER, flight, failures, evidence, options.reader))
+            )
+        elif stalled:
+            evidence["why"] = (
+                f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
+                + (f" (> {options.stalled_after})" if since.idle_since is not None else "")
+            )
+            if any(f["source"] == "input" for f in blocking(failures)):
+                evidence["pattern"] = (
+                    "make-flight failure: the inputs cannot be decoded by the "
+                    f"{options.reader.label} reader, so the owner took ownership, failed to"
+                    " construct the flight (MakeFlightException) and left it RUNNING;"
+                    " resume() never accepts RUNNING"
                 )
-            if live_ids is not None and not owner_live:
-                evidence["why"] = (
-                    f"owner {shown(owner)} has no live pod; the engine recovers its flights"
-                    " only"
-                    " when a pod listener sees the DELETED event or a pod starts"
-                )
-                findings.append(
-                    _finding(Kind.DEAD_OWNER, flight, failures, evidence, options.reader)
-                )
-            elif stalled:
-                evidence["why"] = (
-                    f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
-                    + (f" (> {options.stalled_after})" if since.idle_since is not None else "")
-                )
-                if any(f["source"] == "input" for f in blocking(failures)):
-                    evidence["pattern"] = (
-                        "make-flight failure: the inputs cannot be decoded by the "
-                        f"{options.reader.label} reader, so the owner took ownership, failed to"
-                        " construct the flight (MakeFlightException) and left it RUNNING;"
-                        " resume() never accepts RUNNING"
-                    )
-                findings.append(_finding(Kind.STALLED, flight, failures, evidence, options.reader))
-        elif status in ("READY", "READY_TO_RESTART") and owner is None:
-            # a READY message for a READY flight is what recoverReady sends anyway: an unknown
-            # time of the change is bounded from below here, and said so in `idle_for`
-            ref = since.changed_at or since.lower_bound
-            if ref is not None and now - ref > options.unqueued_after:
-                evidence["why"] = (
-                    f"{status} and unowned for {_age(now, ref)}"
-                    + ("" if since.changed_at else " at most")
-                    + "; only a pod start or a pod deletion (recoverReady) queues it"
-                )
-                findings.append(_finding(Kind.UNQUEUED, flight, failures, evidence, options.reader))
-        elif status == "QUEUED" and owner is None:
-            ref = since.changed_at or since.lower_bound
-            if ref is not None and now - ref > options.queue_retention:
-                evidence["why"] = (
-                    f"QUEUED for {_age(now, ref)}"
-                    + ("" if since.changed_at else " at most")
-                    + f", longer than the work-queue retention ({options.queue_retention});"
-                    " its message has expired"
-                )
-                findings.append(_finding(Kind.UNQUEUED, flight, failures, evidence, options.reader))
+            ordered.append(
+                (key, _finding(Kind.STALLED, flight, failures, evidence, options.reader))
+            )
+    ordered.sort(key=_first)
+    findings = [f for _, f in ordered]
     if liveness.live is not None and not options.flight_ids:
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
@@ -504,7 +511,86 @@ def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
                     instance=name,
                 )
             )
-    return Detection(tuple(findings), liveness, now, len(rows), tuple(sorted(instances)))
+    return Detection(
+        tuple(findings), liveness, now, scanned, tuple(sorted(instances)), failed_inputs
+    )
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
+def _evidence(
+    row: tuple[Any, ...], now: dt.datetime, liveness: Liveness
+) -> tuple[_Since, dict[str, Any]]:
+    """What every finding about a flight says: its times, row version and idleness."""
+    submit, version, unchanged, commit_time, log_time, step, logged_after, audit_at = row[4:12]
+    audit = (audit_at, row[12]) if audit_at is not None else None
+    since = _since(submit, version, unchanged, commit_time, log_time, logged_after, audit)
+    evidence: dict[str, Any] = {
+        "submitted": _iso(submit),
+        "last_progress": _iso(log_time),
+        "last_step": step if log_time is not None else None,
+        "row_version": version,
+        "state_since": _iso(since.changed_at),
+        "state_since_source": since.source,
+        "liveness": liveness.source,
+    }
+    if since.idle_since is not None:
+        evidence["idle_for"] = _age(now, since.idle_since)
+    elif since.lower_bound is not None:
+        evidence["idle_for"] = f"unknown (at most {_age(now, since.lower_bound)})"
+    else:
+        evidence["idle_for"] = "unknown"
+    return since, evidence
+
+
+def _waiting(
+    row: tuple[Any, ...],
+    now: dt.datetime,
+    options: Options,
+    liveness: Liveness,
+    shared: dict[Any, Any],
+) -> Finding | None:
+    """An unowned READY, READY_TO_RESTART or QUEUED flight that nothing will pick up, or None."""
+    fid, cls, status = row[:3]
+    since, evidence = _evidence(row, now, liveness)
+    # a READY message for a READY flight is what recoverReady sends anyway: an unknown
+    # time of the change is bounded from below here, and said so in `idle_for`
+    ref = since.changed_at or since.lower_bound
+    if ref is None:
+        return None
+    if status == "QUEUED":
+        if now - ref <= options.queue_retention:
+            return None
+        evidence["why"] = (
+            f"QUEUED for {_age(now, ref)}"
+            + ("" if since.changed_at else " at most")
+            + f", longer than the work-queue retention ({options.queue_retention});"
+            " its message has expired"
+        )
+    else:
+        if now - ref <= options.unqueued_after:
+            return None
+        evidence["why"] = (
+            f"{status} and unowned for {_age(now, ref)}"
+            + ("" if since.changed_at else " at most")
+            + "; only a pod start or a pod deletion (recoverReady) queues it"
+        )
+    cls = shared.setdefault(cls, cls)
+    status = shared.setdefault(status, status)
+    return _finding(Kind.UNQUEUED, (fid, cls, status, None), [], evidence, options.reader)
+
+
+def _native_timestamps(cursor: psycopg.Cursor[Any]) -> None:
+    """psycopg's own (C) timestamp loaders on this cursor: the detection query clamps what
+    Python cannot hold itself (`_ts`), so the connection's clamping loaders — Python code
+    called for every value — are not needed for it."""
+    for name in ("timestamp", "timestamptz"):
+        oid = psycopg.adapters.types[name].oid
+        loader = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+        if loader is not None:
+            cursor.adapters.register_loader(name, loader)
 
 
 def _finding(
@@ -593,15 +679,18 @@ def decode_proposal(
     )
 
 
-def _decode_row(row: tuple[Any, ...], options: Options) -> list[dict[str, Any]]:
+def _decode_row(
+    row: tuple[Any, ...], options: Options, failed_inputs: dict[str, dict[str, str]]
+) -> list[dict[str, Any]]:
     """Decode failures of one RUNNING flight's inputs and of the working map its reader
-    rebuilds (the row carries them when the catalog knows its class)."""
+    rebuilds (the row carries them when the catalog knows its class); a flight with failures
+    leaves its inputs in `failed_inputs`."""
     catalog = options.catalog
     assert catalog is not None
     fid, cls, status, _owner = row[:4]
     if status != "RUNNING" or cls is None or catalog.flight(cls) is None:
         return []
-    input_keys, input_values, working_parameters, work_keys, work_values = row[13:18]
+    input_keys, input_values, working_parameters, work_keys, work_values = row[14:19]
     inputs = dict(zip(input_keys, input_values, strict=True)) if input_keys else {}
     report = decode_map(fid, cls, inputs, catalog, options.reader, source="input")
     failures = [x.to_json() for x in report.findings]
@@ -609,4 +698,22 @@ def _decode_row(row: tuple[Any, ...], options: Options) -> list[dict[str, Any]]:
         rows = dict(zip(work_keys, work_values, strict=True)) if work_keys else {}
         _, wm = decode_working_map(fid, cls, rows, working_parameters, catalog, options.reader)
         failures += [x.to_json() for x in wm.findings]
+    if failures:
+        failed_inputs[fid] = inputs
     return failures
+
+
+def read_inputs(source: Source, flight_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The inputs (key → stored text) of the given flights, on the read path."""
+
+    def body(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {fid: {} for fid in flight_ids}
+        for fid, key, value in conn.execute(
+            "SELECT flightid, key, value FROM flightinput WHERE flightid = ANY(%(ids)s)"
+            " ORDER BY flightid, key",
+            {"ids": flight_ids},
+        ):
+            out[fid][key] = value
+        return out
+
+    return run_read(source, body, what="read inputs")

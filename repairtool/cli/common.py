@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from repairtool.exitcodes import help_text
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from repairtool.stairway.pgread import ReadDb
     from repairtool.target import Target
 
 EXIT_CODES_HELP = help_text()
@@ -129,6 +131,22 @@ def open_engine(args: argparse.Namespace) -> Engine:
         args.db, args.env_file, default_env_file=state_dir_of(args) / "local.env"
     )
     return make_engine(settings)
+
+
+def open_reader(args: argparse.Namespace) -> ReadDb:
+    """The database for reading, on psycopg directly: read commands never import SQLAlchemy
+    (the engine for changes comes from `open_engine`, only when one is applied)."""
+    # lazy: psycopg (~50 ms) only when a command reads the database; --help must not wait
+    from repairtool.stairway.dburl import ENV_URL, resolve_url
+    from repairtool.stairway.pgread import ReadDb
+
+    target = target_of(args)
+    if target is not None:
+        return ReadDb(target.db.url)
+    # the state dir (and its local.env) only matters when nothing else names the database
+    default = None if args.db or os.environ.get(ENV_URL) else state_dir_of(args) / "local.env"
+    url, _ = resolve_url(args.db, args.env_file, default_env_file=default)
+    return ReadDb(url)
 
 
 def print_json(doc: Any) -> None:

@@ -39,20 +39,22 @@ from repairtool.cli.common import (
     add_yes_arg,
     duration,
     open_engine,
+    open_reader,
     show,
     target_of,
 )
 from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
 from repairtool.guards import confirm, require_reason
+from repairtool.jsonout import Streamed, write_document
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from repairtool.detect import Detection, Options
     from repairtool.flightmap import Catalog, ReaderVersion
     from repairtool.liveness import Liveness
-    from repairtool.repair import Outcomes, Plan
+    from repairtool.plan import Plan
+    from repairtool.repair import Outcomes
+    from repairtool.stairway.pgread import Source
     from repairtool.stairway.queue import WorkQueue
     from repairtool.target import Target
 
@@ -215,11 +217,13 @@ def liveness_of(args: argparse.Namespace, target: Target | None = None) -> Liven
 
 
 def reader_of(
-    args: argparse.Namespace, engine: Engine, target: Target | None = None
+    args: argparse.Namespace, source: Source, target: Target | None = None
 ) -> tuple[ReaderVersion, str]:
-    # lazy: the database layer pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    """`--reader`, else the env's, else what the database's newest rows say (`source`: a
+    `ReadDb` or a SQLAlchemy engine)."""
+    # lazy: the FlightMap package and psycopg; --help must not wait for them
     from repairtool.flightmap import ReaderVersion, parse_reader
-    from repairtool.stairway.db import reading
+    from repairtool.stairway.pgread import run_read
     from repairtool.stairway.schema import EngineVersion
     from repairtool.stairway.version import detect_generation
 
@@ -228,8 +232,7 @@ def reader_of(
     target = target if target is not None else target_of(args)
     if target is not None and target.reader:
         return parse_reader(target.reader), f"--env {target.name}"
-    with reading(engine) as conn:
-        gen = detect_generation(conn)
+    gen = run_read(source, detect_generation, what="detect the engine version")
     high = gen.version.high
     if high is not None and high <= EngineVersion(0, 0, 60):
         return ReaderVersion.LEGACY, f"database written by Stairway {gen.version}"
@@ -270,7 +273,7 @@ def queue_of(args: argparse.Namespace, target: Target | None = None) -> WorkQueu
 def detect_options(
     args: argparse.Namespace, catalog: Catalog | None, reader: ReaderVersion
 ) -> Options:
-    from repairtool.detect import Options  # lazy: SQLAlchemy (~0.3 s)
+    from repairtool.detect import Options  # lazy: psycopg and the FlightMap package
 
     return Options(
         stalled_after=args.stalled_after,
@@ -284,21 +287,19 @@ def detect_options(
 
 
 def cmd_orphans(args: argparse.Namespace) -> int:
-    # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
+    # lazy: detection reads with psycopg (~50 ms to import); --help must not wait for it
     from repairtool.detect import detect
-    from repairtool.repair import apply_plan
-    from repairtool.stairway.audit import Actor
 
     if args.fix:
         reason = require_reason(args.reason)
-    engine = open_engine(args)
+    db = open_reader(args)
     live = liveness_of(args)
-    reader, reader_source = reader_of(args, engine)
+    reader, reader_source = reader_of(args, db)
     catalog = None if args.no_decode else catalog_of(args)
     options = detect_options(args, catalog, reader)
-    detection = detect(engine, live, options)
+    detection = detect(db, live, options)
     queue = queue_of(args)
-    plan = make_plan(args, engine, detection, queue, catalog, reader)
+    plan = make_plan(args, db, detection, queue, catalog, reader)
     outcomes = None
     human = args.output != "json"
     if args.fix and plan.changes:
@@ -309,8 +310,12 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             f"About to change {len(plan.changes)} flights/instances: {summary}. Apply?",
             yes=args.yes,
         )
+        # lazy: changes go through SQLAlchemy's transactional API (~0.3 s); only --fix needs it
+        from repairtool.repair import apply_plan
+        from repairtool.stairway.audit import Actor
+
         outcomes = apply_plan(
-            engine,
+            open_engine(args),
             plan,
             actor=Actor(reason=reason),
             queue=queue,
@@ -318,7 +323,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             on_event=_console if human else _quiet,
         )
     if not human:
-        show(args, View(doc=document(detection, plan, reader, outcomes)))
+        write_document(document(detection, plan, reader, outcomes, streamed=True))
     elif not args.fix or not plan.changes:
         view = plan_view(plan, reader, reader_source)
         if plan.changes:
@@ -340,29 +345,31 @@ def cmd_orphans(args: argparse.Namespace) -> int:
 
 def make_plan(
     args: argparse.Namespace,
-    engine: Engine,
+    source: Source,
     detection: Detection,
     queue: WorkQueue | None,
     catalog: Catalog | None,
     reader: ReaderVersion,
 ) -> Plan:
-    """The one plan for the options (`--action`, `--flight`, `--force`, `--limit`)."""
-    from repairtool.detect import Action  # lazy: SQLAlchemy (~0.3 s)
-    from repairtool.repair import build_plan, read_inputs
+    """The one plan for the options (`--action`, `--flight`, `--force`, `--limit`). Re-encoding
+    rewrites the inputs detection read (`detection.inputs`); others are read from `source`."""
+    from repairtool.detect import Action, read_inputs  # lazy: psycopg and the FlightMap package
+    from repairtool.plan import build_plan
 
     action = Action(args.action) if args.action else None
     inputs = None
     if action is Action.REENCODE or any(
         f.proposed_action is Action.REENCODE for f in detection.findings
     ):
-        inputs = read_inputs(
-            engine,
-            [
-                f.flight_id
-                for f in detection.findings
-                if f.flight_id and f.evidence.get("decode_failures")
-            ],
-        )
+        failing = [
+            f.flight_id
+            for f in detection.findings
+            if f.flight_id and f.evidence.get("decode_failures")
+        ]
+        inputs = {fid: dict(v) for fid, v in detection.inputs.items()}
+        missing = [fid for fid in failing if fid not in inputs]
+        if missing:
+            inputs.update(read_inputs(source, missing))
     return build_plan(
         detection,
         action=action,
@@ -385,8 +392,16 @@ def _quiet(event: Any) -> None:
 
 
 def document(
-    detection: Detection, plan: Plan, reader: ReaderVersion, outcomes: Outcomes | None
+    detection: Detection,
+    plan: Plan,
+    reader: ReaderVersion,
+    outcomes: Outcomes | None,
+    *,
+    streamed: bool = False,
 ) -> dict[str, Any]:
+    """The orphans/1 document; `streamed`: its long lists as `jsonout.Streamed` (for
+    `jsonout.write_document`, which encodes them one item at a time)."""
+    lists: Any = Streamed if streamed else list
     live = detection.liveness
     doc: dict[str, Any] = {
         "schema": "repairtool.orphans/1",
@@ -398,10 +413,10 @@ def document(
         },
         "reader": reader.value,
         "scanned": detection.scanned,
-        "findings": [f.to_json() for f in detection.findings],
-        "plan": [c.to_json() for c in plan.changes],
-        "refused": [r.to_json() for r in plan.refused],
-        "deferred": [c.to_json() for c in plan.deferred],
+        "findings": lists(f.to_json() for f in detection.findings),
+        "plan": lists(c.to_json() for c in plan.changes),
+        "refused": lists(r.to_json() for r in plan.refused),
+        "deferred": lists(c.to_json() for c in plan.deferred),
     }
     if outcomes is not None:
         doc["applied"] = [a.to_json() for a in outcomes.applied]
