@@ -45,6 +45,7 @@ from typing import Any
 
 import psycopg
 
+from repairtool.events import Event, Sink, discard
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
 from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
@@ -160,12 +161,18 @@ def detect(
     options: Options = Options(),
     *,
     policy: RetryPolicy = DEFAULT_RETRY,
+    on_event: Sink = discard,
 ) -> Detection:
     """Find orphaned, stalled and unqueued flights and stale instances (one read-only
     transaction, retried like the engine's DbRetry). `source`: a `ReadDb` (psycopg) or a
-    SQLAlchemy `Engine` (its pool's connections)."""
+    SQLAlchemy `Engine` (its pool's connections). `on_event` gets the scan's progress
+    (`scan.start` with the planner's estimate of the non-terminal flights, `scan.progress` every
+    few hundred flights, `scan.done`); nothing is asked for it when it is `discard`."""
     return run_read(
-        source, lambda conn: detect_in(conn, liveness, options), policy=policy, what="detect"
+        source,
+        lambda conn: detect_in(conn, liveness, options, on_event),
+        policy=policy,
+        what="detect",
     )
 
 
@@ -381,13 +388,19 @@ def _outside_filter_sql(options: Options) -> tuple[str, dict[str, Any]]:
     )
 
 
-def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
+def detect_in(
+    conn: Any, liveness: Liveness, options: Options, on_event: Sink = discard
+) -> Detection:
     """Detection inside the caller's read transaction: `conn` is a psycopg connection or a
     SQLAlchemy `Connection` (its driver's connection is used, in the same transaction)."""
     conn = _driver(conn)
     shape = _probe(conn)
     now = shape.now
     sql, params = _detection_sql(shape, options)
+    progress = on_event is not discard
+    if progress:
+        total = _estimate(conn, sql, params)
+        on_event(Event("scan.start", "scanning flights", {"total": total, "estimated": True}))
     # Streamed in chunks, unordered: the RUNNING flights' FlightMaps are decoded and the
     # READY/QUEUED ones judged while the server still scans `flight` (a Gather without a merge:
     # its workers keep scanning while the leader reaches each flight's log row); only findings
@@ -402,6 +415,8 @@ def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
     _native_timestamps(cursor)
     for row in cursor.stream(sql, params, size=_CHUNK):
         scanned += 1
+        if progress and not scanned % _CHUNK:
+            on_event(_progress(scanned, total))
         status = row[2]
         if status == "RUNNING":
             failures = _decode_row(row, options, failed_inputs) if decoding else []
@@ -410,6 +425,8 @@ def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
             found = _waiting(row, now, options, liveness, shared)
             if found is not None:
                 ordered.append((_submitted_order(row), found))
+    if progress:
+        on_event(Event("scan.done", f"{scanned} non-terminal flights", {"done": scanned}))
     running_rows.sort(key=_first)
     # (no pipeline after a stream: psycopg 3.3 then fails with "unexpected result status")
     instance_list = conn.execute(
@@ -514,6 +531,21 @@ def detect_in(conn: Any, liveness: Liveness, options: Options) -> Detection:
     return Detection(
         tuple(findings), liveness, now, scanned, tuple(sorted(instances)), failed_inputs
     )
+
+
+def _estimate(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int | None:
+    """The planner's estimate of the rows `sql` returns (the non-terminal flights): the N of
+    the progress line, for one planning round trip."""
+    row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
+    try:
+        return int(row[0][0]["Plan"]["Plan Rows"]) if row is not None else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _progress(done: int, total: int | None) -> Event:
+    data = {"done": done, "total": max(total, done) if total is not None else None}
+    return Event("scan.progress", f"{done} flights", {**data, "estimated": True})
 
 
 def _first(item: tuple[Any, ...]) -> Any:

@@ -156,7 +156,13 @@ def apply_plan(
     check_can_write(engine, plan, policy=policy)
     applied: list[Applied] = []
     skipped: list[Applied] = []
-    on_event(Event("apply.start", f"applying {len(plan.changes)} changes", plan.counts()))
+    on_event(
+        Event(
+            "apply.start",
+            f"applying {len(plan.changes)} changes",
+            {"total": len(plan.changes), **plan.counts()},
+        )
+    )
     for n, change in enumerate(plan.changes):
         if rate and n:
             time.sleep(1.0 / rate)

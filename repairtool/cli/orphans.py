@@ -43,6 +43,7 @@ from repairtool.cli.common import (
     show,
     target_of,
 )
+from repairtool.cli.progress import progress_sink
 from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
 from repairtool.guards import confirm, require_reason
@@ -297,7 +298,8 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     reader, reader_source = reader_of(args, db)
     catalog = None if args.no_decode else catalog_of(args)
     options = detect_options(args, catalog, reader)
-    detection = detect(db, live, options)
+    # progress (n/N, rate, ETA) on a terminal only: nothing on a pipe or with -o json
+    detection = detect(db, live, options, on_event=progress_sink(args.output))
     queue = queue_of(args)
     plan = make_plan(args, db, detection, queue, catalog, reader)
     outcomes = None
@@ -320,7 +322,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             actor=Actor(reason=reason),
             queue=queue,
             rate=args.rate,
-            on_event=_console if human else _quiet,
+            on_event=progress_sink(args.output, echo=_console) if human else _quiet,
         )
     if not human:
         write_document(document(detection, plan, reader, outcomes, streamed=True))
