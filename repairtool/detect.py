@@ -410,6 +410,7 @@ def detect_in(
     failed_inputs: dict[str, dict[str, str]] = {}
     decoding = options.catalog is not None
     shared: dict[Any, Any] = {}  # one str object per class name and status, not one per row
+    memo: dict[Any, Any] = {}  # the inputs' verdicts in this scan (`decode_map`)
     scanned = 0
     cursor = conn.cursor()
     _native_timestamps(cursor)
@@ -419,7 +420,7 @@ def detect_in(
             on_event(_progress(scanned, total))
         status = row[2]
         if status == "RUNNING":
-            failures = _decode_row(row, options, failed_inputs) if decoding else []
+            failures = _decode_row(row, options, failed_inputs, memo) if decoding else []
             running_rows.append((_submitted_order(row), row, failures))
         elif row[3] is None:
             found = _waiting(row, now, options, liveness, shared)
@@ -712,7 +713,10 @@ def decode_proposal(
 
 
 def _decode_row(
-    row: tuple[Any, ...], options: Options, failed_inputs: dict[str, dict[str, str]]
+    row: tuple[Any, ...],
+    options: Options,
+    failed_inputs: dict[str, dict[str, str]],
+    memo: dict[Any, Any],
 ) -> list[dict[str, Any]]:
     """Decode failures of one RUNNING flight's inputs and of the working map its reader
     rebuilds (the row carries them when the catalog knows its class); a flight with failures
@@ -724,7 +728,7 @@ def _decode_row(
         return []
     input_keys, input_values, working_parameters, work_keys, work_values = row[14:19]
     inputs = dict(zip(input_keys, input_values, strict=True)) if input_keys else {}
-    report = decode_map(fid, cls, inputs, catalog, options.reader, source="input")
+    report = decode_map(fid, cls, inputs, catalog, options.reader, source="input", memo=memo)
     failures = [x.to_json() for x in report.findings]
     if row[8] is not None and (working_parameters is not None or work_keys):
         rows = dict(zip(work_keys, work_values, strict=True)) if work_keys else {}

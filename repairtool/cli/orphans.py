@@ -47,7 +47,6 @@ from repairtool.cli.progress import progress_sink
 from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
 from repairtool.guards import confirm, require_reason
-from repairtool.jsonout import Streamed, write_document
 
 if TYPE_CHECKING:
     from repairtool.detect import Detection, Options
@@ -325,6 +324,8 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             on_event=progress_sink(args.output, echo=_console) if human else _quiet,
         )
     if not human:
+        from repairtool.jsonout import write_document  # lazy: orjson; --help must not wait
+
         write_document(document(detection, plan, reader, outcomes, streamed=True))
     elif not args.fix or not plan.changes:
         view = plan_view(plan, reader, reader_source)
@@ -403,6 +404,8 @@ def document(
 ) -> dict[str, Any]:
     """The orphans/1 document; `streamed`: its long lists as `jsonout.Streamed` (for
     `jsonout.write_document`, which encodes them one item at a time)."""
+    from repairtool.jsonout import Streamed  # lazy: orjson; --help must not wait
+
     lists: Any = Streamed if streamed else list
     live = detection.liveness
     doc: dict[str, Any] = {

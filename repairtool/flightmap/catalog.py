@@ -27,14 +27,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import java
 from .errors import CatalogError
+
+if TYPE_CHECKING:
+    import yaml
 
 Source = Literal["input", "working"]
 SOURCES: tuple[Source, ...] = ("input", "working")
@@ -322,8 +324,12 @@ def load_builtin_catalog(name: str) -> Catalog:
 
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
+    import yaml  # lazy: PyYAML is for loading catalogs, not for every command that decodes
+
+    # libyaml's parser where PyYAML has it (what safe_load does, several times faster)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=loader)  # a safe loader (SafeLoader or its C twin)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -512,9 +518,11 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
             body.pop("class", None)
             doc["classes"][t.java_class] = body
     doc["flights"] = flights
+    import yaml  # lazy: see loads_catalog
+
     text = yaml.dump(
         doc,
-        Dumper=_Dumper,
+        Dumper=_dumper(),
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,
@@ -524,15 +532,20 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
     return comment + text
 
 
-class _Dumper(yaml.SafeDumper):
+@cache
+def _dumper() -> type[yaml.SafeDumper]:
     """Block mappings, flow lists (``values: [A, B]``)."""
+    import yaml  # lazy: see loads_catalog
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(list, _flow_list)
+    return Dumper
 
 
 def _flow_list(dumper: yaml.SafeDumper, items: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=True)
-
-
-_Dumper.add_representer(list, _flow_list)
 
 
 def _dump_key(spec: KeySpec) -> Any:
