@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_orphans import floor_command, start_server, tool_command  # noqa: E402
 from bench.benchdb import Spec, ensure  # noqa: E402
 from bench.measure import Run, bench_env, run  # noqa: E402
+from repairtool.localpg import PgServer  # noqa: E402
 
 CASES = {
     "100k": Spec(flights=100_000, running=500, waiting=20),
@@ -40,6 +41,27 @@ CASES = {
 }
 
 
+def decode_all(server: PgServer, env: dict[str, str]) -> None:
+    """`repairtool decode --all --json` over every stored input of the 1M case, once per
+    reader: wall time, values/s, peak RSS."""
+    spec = CASES["1M"]
+    conninfo, _ = ensure(server, spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        document = Path(tmp) / "decode.json"
+        for reader in ("0.0.60", "0.0.61"):
+            argv = [sys.executable, "-m", "repairtool", "decode", "--all", "--json"]
+            result = run([*argv, "--db", conninfo, "--reader", reader], env, document)
+            with open(document, "rb") as f:
+                doc = json.load(f)
+            print(
+                f"decode --all --reader {reader}: {doc['values']:,} values of {doc['flights']:,}"
+                f" flights in {result.seconds:.1f}s ({doc['values'] / result.seconds:,.0f}"
+                f" values/s), {len(doc['findings']):,} findings, peak RSS"
+                f" {result.peak_rss_mb:.0f} MB",
+                flush=True,
+            )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,6 +69,11 @@ def main() -> int:
     ap.add_argument("--big", action="store_true", help="also the 10M case (not in CI)")
     ap.add_argument("--only", help="comma-separated case names (default: all)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--decode-all",
+        action="store_true",
+        help="also time `repairtool decode --all` (both readers) on the 1M case's stored values",
+    )
     ap.add_argument("--state-dir", type=Path, default=Path(".stairway-ops/bench"))
     args = ap.parse_args()
     names = args.only.split(",") if args.only else [n for n in CASES if n != "10M" or args.big]
@@ -90,6 +117,8 @@ def main() -> int:
             f" (t − python) / floor = {ratio:.2f}×",
             flush=True,
         )
+    if args.decode_all:
+        decode_all(server, env)
     print()
     print("| case | flights | non-terminal | findings | orphans --json | peak RSS | psql floor |"
           " python -c pass | (t − python) / floor |")  # fmt: skip

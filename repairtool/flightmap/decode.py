@@ -296,7 +296,8 @@ def decode_map(
 
     ``memo``: verdicts already reached in this scan (same catalog, same reader), by class,
     source, key and stored text — a verdict depends on nothing else, and the same texts recur
-    from flight to flight (a stage, a user's request, ``null``). At most ``MEMO_LIMIT`` entries.
+    from flight to flight (a stage, a user's request, ``null``). Emptied when it reaches
+    ``MEMO_LIMIT`` entries.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -322,7 +323,9 @@ def decode_map(
             )
             if key_spec is None and isinstance(result, Finding):
                 result = replace(result, expected="any (key not in the catalog)")
-            if memo is not None and len(memo) < MEMO_LIMIT:
+            if memo is not None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()  # start over: what recurs is soon back in
                 memo[(class_name, source, key, text)] = result
         if isinstance(result, Finding):
             findings.append(result)
