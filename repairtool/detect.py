@@ -560,12 +560,14 @@ def _evidence(
     submit, version, unchanged, commit_time, log_time, step, logged_after, audit_at = row[4:12]
     audit = (audit_at, row[12]) if audit_at is not None else None
     since = _since(submit, version, unchanged, commit_time, log_time, logged_after, audit)
+    submitted = _iso(submit)
     evidence: dict[str, Any] = {
-        "submitted": _iso(submit),
+        "submitted": submitted,
         "last_progress": _iso(log_time),
         "last_step": step if log_time is not None else None,
         "row_version": version,
-        "state_since": _iso(since.changed_at),
+        # (most often the submit time itself: formatted once)
+        "state_since": submitted if since.changed_at is submit else _iso(since.changed_at),
         "state_since_source": since.source,
         "liveness": liveness.source,
     }
