@@ -421,7 +421,8 @@ def detect_in(
         status = row[2]
         if status == "RUNNING":
             failures = _decode_row(row, options, failed_inputs, memo) if decoding else []
-            running_rows.append((_submitted_order(row), row, failures))
+            # (without its FlightMaps: decoded already, and 50,000 of them add up)
+            running_rows.append((_submitted_order(row), row[:13], failures))
         elif row[3] is None:
             found = _waiting(row, now, options, liveness, shared)
             if found is not None:

@@ -93,10 +93,29 @@ def write_document(doc: Mapping[str, Any], out: TextIO | None = None) -> None:
         binary.flush()
 
 
+#: items encoded per call: one list of them is one orjson call and one write, not three per item
+_CHUNK = 512
+
+
 def _write_list(items: Iterable[Any], sink: Any) -> None:
     first = True
+    chunk: list[Any] = []
     for item in items:
-        sink(b"[\n    " if first else b",\n    ")
-        sink(_encode(item).replace(b"\n", b"\n    "))
+        chunk.append(item)
+        if len(chunk) == _CHUNK:
+            sink((b"[\n" if first else b",\n") + _encode_items(chunk))
+            first = False
+            chunk = []
+    if chunk:
+        sink((b"[\n" if first else b",\n") + _encode_items(chunk))
         first = False
     sink(b"[]" if first else b"\n  ]")
+
+
+def _encode_items(chunk: list[Any]) -> bytes:
+    """The items of a list at the document's second level, comma-separated, without the
+    brackets: each line 4 spaces in (as ``json.dumps(indent=2)`` puts them)."""
+    encoded = _encode(chunk)  # "[\n  item,\n  item\n]", 2 spaces in
+    if encoded.startswith(b"[\n  ") and encoded.endswith(b"\n]"):
+        return b"    " + encoded[4:-2].replace(b"\n", b"\n  ")
+    return b",\n".join(b"    " + _encode(x).replace(b"\n", b"\n    ") for x in chunk)
