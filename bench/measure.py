@@ -43,26 +43,59 @@ class Run:
     seconds: float
     peak_rss_mb: float
     exit_code: int
+    started: float  # time.perf_counter() at the fork (CLOCK_MONOTONIC: the same in every process)
+
+
+# The measured command runs under a small launcher (`python -S`, a few MB): Linux starts a
+# child's peak RSS (ru_maxrss) at its parent's RSS at fork time, so a benchmark process holding
+# a parsed 100,000-finding document would otherwise be counted in every later measurement. The
+# launcher times the command from its fork to its exit and reports on its own pipe.
+_LAUNCHER = """
+import os, sys, time
+fd = int(sys.argv[1])
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+code = os.waitstatus_to_exitcode(status)
+os.write(fd, f"{seconds} {usage.ru_maxrss} {code} {start}".encode())
+"""
 
 
 def run(argv: list[str], env: dict[str, str], stdout: Path | None = None) -> Run:
-    """Run `argv` to the end (stdout to `stdout` or discarded, stderr discarded unless it fails);
-    its wall time and peak resident set size (`ru_maxrss` of the child)."""
+    """Run `argv` to the end (stdout to `stdout` or discarded, stderr kept for a failure's
+    message): its wall time and peak resident set size (`ru_maxrss` of the process)."""
     out = open(stdout, "wb") if stdout is not None else subprocess.DEVNULL  # noqa: SIM115
+    read_end, write_end = os.pipe()
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env)
-        assert proc.stderr is not None
-        err = proc.stderr.read()  # small: one line on failure
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", _LAUNCHER, str(write_end), *argv],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        _, err = proc.communicate()
+        report = b""
+        while chunk := os.read(read_end, 4096):
+            report += chunk
     finally:
+        os.close(read_end)
         if stdout is not None:
             out.close()  # type: ignore[union-attr]
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{argv[:4]} … failed (exit {proc.returncode}): {err.decode()[-500:]}")
-    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode)
+    if proc.returncode != 0 or not report:
+        raise RuntimeError(f"{argv[:4]} … did not run: {err.decode()[-500:]}")
+    seconds, maxrss_kb, code, started = report.decode().split()
+    if int(code) not in (0, 1):
+        raise RuntimeError(f"{argv[:4]} … failed (exit {code}): {err.decode()[-500:]}")
+    return Run(float(seconds), int(maxrss_kb) / 1024, int(code), float(started))
 
 
 class FirstQuery:
@@ -83,13 +116,12 @@ class FirstQuery:
     def measure(self, argv: list[str], env: dict[str, str]) -> tuple[float, Run]:
         with self._lock:
             self._first = None
-        start = time.perf_counter()
         result = run(argv, env)
         with self._lock:
             first = self._first
         if first is None:
             raise RuntimeError(f"{argv[:4]} … sent no query through the relay")
-        return first - start, result
+        return first - result.started, result
 
     def _accept(self) -> None:
         while True:
