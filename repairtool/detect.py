@@ -8,6 +8,10 @@ Kinds (strings are part of the `--json` contract):
 - `unqueued`: READY / READY_TO_RESTART with no owner for longer than `unqueued_after` (nothing picks
   it up until a pod restarts), or QUEUED longer than the work-queue retention (message expired).
 - `stale_instance`: a `stairwayinstance` row with no live pod (recovery never ran for it).
+- `queued_overdue` (informational, proposed action none): QUEUED or READY, unowned, for longer
+  than the work queue's ack deadline plus a margin but not yet `unqueued`. Its READY message
+  went to a pod that never acked it (the pod died or hung): Pub/Sub redelivers it only after the
+  deadline (100 s as the engine creates the subscription), so the flight is slow, maybe lost.
 
 Detection reads only what it needs: one scan of `flight` for the non-terminal statuses, then the
 flight log heads and inputs of those few flights through their primary-key indexes.
@@ -36,6 +40,24 @@ class Kind(enum.StrEnum):
     UNQUEUED = "unqueued"
     STALE_INSTANCE = "stale_instance"
     UNDECODABLE = "undecodable"
+    QUEUED_OVERDUE = "queued_overdue"
+
+
+#: kinds that report a delay, not a flight the engine will never finish: no action is proposed
+#: and they do not change the exit code
+INFORMATIONAL: frozenset[Kind] = frozenset({Kind.QUEUED_OVERDUE})
+
+#: the ack deadline the engine creates its work-queue subscription with (stairway-engine.md §3.4)
+ENGINE_ACK_DEADLINE = dt.timedelta(seconds=100)
+ENGINE_ACK_DEADLINE_SOURCE = (
+    "the engine's default: Stairway creates its subscription with a 100 s ack deadline"
+    " (no work queue to read it from)"
+)
+#: how the age of an unowned flight is measured (the engine records no status-change time)
+AGE_MEASURED_FROM = (
+    "the last recorded activity (submit time, newest flight-log row, last repairtool change):"
+    " the engine keeps no status-change time"
+)
 
 
 class Action(enum.StrEnum):
@@ -74,6 +96,11 @@ class Finding:
             **({"instance": self.instance} if self.instance else {}),
         }
 
+    @property
+    def informational(self) -> bool:
+        """Reports a delay only: no action, no effect on the exit code."""
+        return self.kind in INFORMATIONAL
+
 
 @dataclass(frozen=True)
 class Options:
@@ -84,6 +111,11 @@ class Options:
     flight_ids: tuple[str, ...] = ()
     catalog: Catalog | None = None
     reader: ReaderVersion = ReaderVersion.TYPED
+    #: the work queue's ack deadline (a message no pod acked comes back after it) and where the
+    #: figure comes from; `queued_overdue` = unowned longer than the deadline + `overdue_margin`
+    ack_deadline: dt.timedelta = ENGINE_ACK_DEADLINE
+    ack_deadline_source: str = ENGINE_ACK_DEADLINE_SOURCE
+    overdue_margin: dt.timedelta = dt.timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -214,12 +246,16 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     " deletion (recoverReady) queues it"
                 )
                 findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
+            elif _overdue(now, since, options):
+                findings.append(_overdue_finding(r, now, since, options, evidence))
         elif r.status == "QUEUED" and now - since > options.queue_retention:
             evidence["why"] = (
                 f"QUEUED for {_age(now, since)}, longer than the work-queue retention"
                 f" ({options.queue_retention}); its message has expired"
             )
             findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
+        elif r.status == "QUEUED" and r.stairway_id is None and _overdue(now, since, options):
+            findings.append(_overdue_finding(r, now, since, options, evidence))
     if liveness.live is not None and not options.flight_ids:
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
@@ -243,6 +279,50 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                 )
             )
     return Detection(tuple(findings), liveness, now, len(rows), tuple(sorted(instances)))
+
+
+def _overdue(now: dt.datetime, since: dt.datetime, options: Options) -> bool:
+    return now - since > options.ack_deadline + options.overdue_margin
+
+
+def _overdue_finding(
+    r: Any, now: dt.datetime, since: dt.datetime, options: Options, evidence: dict[str, Any]
+) -> Finding:
+    """`queued_overdue`: unowned longer than one ack deadline (+ margin); informational."""
+    deadline = int(options.ack_deadline.total_seconds())
+    age = int((now - since).total_seconds())
+    evidence |= {
+        "age": _age(now, since),
+        "age_seconds": age,
+        "ack_deadline": f"{deadline}s",
+        "ack_deadline_seconds": deadline,
+        "ack_deadline_source": options.ack_deadline_source,
+        "margin": f"{int(options.overdue_margin.total_seconds())}s",
+        "measured_from": AGE_MEASURED_FROM,
+    }
+    if r.status == "QUEUED":
+        evidence["why"] = (
+            f"QUEUED for {_age(now, since)}, longer than the ack deadline ({deadline}s) plus"
+            f" {evidence['margin']}: its READY message went to a pod that did not ack it (the pod"
+            " died or hung); Pub/Sub redelivers it only after the deadline, and a live pod then"
+            " takes it. Slow, not yet lost: it becomes `unqueued` after the queue retention"
+        )
+    else:
+        evidence["why"] = (
+            f"{r.status} and unowned for {_age(now, since)}, longer than the ack deadline"
+            f" ({deadline}s) plus {evidence['margin']}: nothing has queued it; a pod start or a"
+            " pod deletion (recoverReady) will. It becomes `unqueued` after --unqueued-after"
+        )
+    evidence["note"] = "informational: no action proposed; the exit code ignores it"
+    return Finding(
+        Kind.QUEUED_OVERDUE,
+        r.flightid,
+        r.class_name,
+        r.status,
+        r.stairway_id,
+        Action.NONE,
+        evidence,
+    )
 
 
 def _last_audit(conn: Connection, ids: list[str]) -> dict[str, dt.datetime]:

@@ -15,13 +15,18 @@ same plan (after a y/N question on a terminal, or `--yes`).
    "applied": [{...plan item, "results": [{"step", "outcome", "before", "after", "detail",
                                            "audit_id"}]}],          (after --fix)
    "skipped": [{...plan item, "results": [...], "why"}]}            (after --fix)
-kind: dead_owner | stalled | unqueued | stale_instance
+kind: dead_owner | stalled | unqueued | stale_instance | queued_overdue
 proposed_action / action: resume | fail | enqueue | recover_instance | reencode | none
+queued_overdue is informational (proposed_action none; it never changes the exit code): a
+QUEUED/READY flight unowned longer than the work queue's ack deadline plus --overdue-margin.
+Its evidence names the age, the ack deadline and where the deadline was read (the subscription,
+through the Pub/Sub API, when a work queue is configured; else the engine's default 100 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -131,6 +136,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DURATION",
         help="QUEUED longer than this lost its message",
     )
+    d.add_argument(
+        "--overdue-margin",
+        type=duration,
+        default=duration("30s"),
+        metavar="DURATION",
+        help="QUEUED/READY unowned longer than the ack deadline plus this is queued_overdue"
+        " (informational)",
+    )
     d.add_argument("--class", dest="class_name", help="only flights of this class (* wildcard)")
     d.add_argument(
         "--flight",
@@ -232,6 +245,26 @@ def queue_of(args: argparse.Namespace) -> WorkQueue | None:
     return WorkQueue.from_env(args.cluster, args.project)
 
 
+def ack_deadline_of(queue: WorkQueue | None) -> tuple[dt.timedelta, str]:
+    """The work queue's ack deadline and where it comes from (the subscription, read with the
+    Pub/Sub API; the engine's default when there is no queue or it cannot be read)."""
+    # lazy: detection pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    from repairtool.detect import ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
+    from repairtool.stairway.queue import QueueError
+
+    if queue is None:
+        return ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
+    try:
+        seconds = queue.ack_deadline()
+    except QueueError as error:
+        return ENGINE_ACK_DEADLINE, (
+            f"the engine's default 100 s: the subscription could not be read ({error})"
+        )
+    return dt.timedelta(seconds=seconds), (
+        f"subscription {queue.subscription_path} (read with the Pub/Sub API)"
+    )
+
+
 def cmd_orphans(args: argparse.Namespace) -> int:
     # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
     from repairtool.detect import Action, Options, detect
@@ -244,6 +277,8 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     live = liveness_of(args)
     reader, reader_source = reader_of(args, engine)
     catalog = None if args.no_decode else catalog_of(args)
+    queue = queue_of(args)
+    ack_deadline, ack_source = ack_deadline_of(queue)
     options = Options(
         stalled_after=args.stalled_after,
         unqueued_after=args.unqueued_after,
@@ -252,9 +287,11 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         flight_ids=tuple(args.flight),
         catalog=catalog,
         reader=reader,
+        ack_deadline=ack_deadline,
+        ack_deadline_source=ack_source,
+        overdue_margin=args.overdue_margin,
     )
     detection = detect(engine, live, options)
-    queue = queue_of(args)
     action = Action(args.action) if args.action else None
     inputs = None
     if action is Action.REENCODE or any(
@@ -310,8 +347,8 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     else:
         assert outcomes is not None
         render_outcomes(outcomes)
-    if not detection.findings:
-        return 0
+    if all(f.informational for f in detection.findings):
+        return 0  # nothing found, or only delays (queued_overdue): the exit code ignores them
     if outcomes is None:
         return EXIT_FINDINGS
     left = plan.refused or plan.deferred or plan.report_only or outcomes.skipped
@@ -396,6 +433,15 @@ def plan_view(plan: Plan, reader: ReaderVersion, reader_source: str) -> View:
         after += ["", f"Deferred by --limit: {len(plan.deferred)} more changes"]
     if plan.report_only:
         after += ["", f"Report only: {len(plan.report_only)} findings (no safe automatic action)"]
+    overdue = [f for f in d.findings if f.informational]
+    if overdue:
+        ev = overdue[0].evidence
+        after += [
+            "",
+            f"Informational: {len(overdue)} queued_overdue (waiting longer than the ack deadline"
+            f" {ev.get('ack_deadline')} + {ev.get('margin')}; deadline from"
+            f" {ev.get('ack_deadline_source')}); no action, the exit code ignores them",
+        ]
     if any(c.action.value in ("resume", "enqueue") for c in plan.changes) and plan.queue is None:
         after += [
             "",
