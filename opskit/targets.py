@@ -10,11 +10,25 @@ from __future__ import annotations
 import os
 from urllib.parse import quote
 
-from opskit.envs import load_env
+from opskit.envchoice import ENV_VAR, configured_env
+from opskit.envs import list_envs, load_env
 from opskit.local import LocalPlatform
 from repairtool.errors import UsageError
 from repairtool.stairway.db import parse_url
-from repairtool.target import Target
+from repairtool.target import DefaultEnv, Target
+
+
+def default_env() -> DefaultEnv:
+    """`repairtool`'s default environment: `$STAIRWAY_OPS_ENV`, else Invoke's
+    `stairway_ops.env` (invoke.yaml), else none; and how many env files exist."""
+    count = len(list_envs())
+    name = os.environ.get(ENV_VAR, "").strip()
+    if name:
+        return DefaultEnv(name, f"${ENV_VAR}", count)
+    configured = configured_env()
+    if configured:
+        return DefaultEnv(configured, "Invoke config stairway_ops.env", count)
+    return DefaultEnv(None, "", count)
 
 
 def resolve(name: str) -> Target:

@@ -24,6 +24,7 @@ from opskit import envs as envs_mod
 from opskit import local, paths
 from opskit.cloudlogs import ENGINE_PHRASES, build_filter, parse_since
 from opskit.engine_events import flight_timeline
+from opskit.envs import load_env
 from opskit.envsetup import setup as do_setup
 from opskit.envsetup import setup_vars
 from opskit.errors import CommandFailed, EnvError, ExitCode, NotFound, UsageError
@@ -49,7 +50,10 @@ from repairtool.clock import rfc3339
 from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.guards import confirm
 
-ENV_HELP = "environment name (envs/NAME.yaml; default: local)"
+ENV_HELP = (
+    "environment name (envs/NAME.yaml); default: $STAIRWAY_OPS_ENV, Invoke's stairway_ops.env,"
+    " the only env file, else local for read-only tasks (a task that changes something refuses)"
+)
 JSON_OUT_HELP = "also write the result (or the error) as a JSON document to FILE"
 
 
@@ -65,7 +69,7 @@ def envs(c: Context, name: str | None = None, vars: bool = False, json: bool = F
     if vars and not name:
         raise UsageError("--vars needs --name NAME")
     if name:
-        env = env_of(name)
+        env = load_env(name)
         if vars:
             print_json(setup_vars(env))
         elif json:
@@ -77,7 +81,7 @@ def envs(c: Context, name: str | None = None, vars: bool = False, json: bool = F
     bad: list[str] = []
     for n in envs_mod.list_envs():
         try:
-            e = env_of(n)
+            e = load_env(n)
         except EnvError as exc:
             rows.append({"name": n, "error": str(exc)})
             bad.append(str(exc))
@@ -111,7 +115,7 @@ def setup(c: Context, env: str | None = None, quiet: bool = False) -> None:
     spec and suite into the env's state dir, and fetches cluster credentials (GKE) or prepares the
     sandbox (local). Prints what changed; a re-run changes nothing.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="changes")
     rd = run_dir("setup", e)
     result = do_setup(e, rd, reporter=console_reporter(rd, quiet=quiet))
     print(
@@ -129,7 +133,9 @@ def setup(c: Context, env: str | None = None, quiet: bool = False) -> None:
 @ops_task(help={"env": ENV_HELP}, dry="honoured")
 def build(c: Context, env: str | None = None) -> None:
     """Build the service image (GKE: `skaffold build` in <checkout>/local-dev; --dry echoes it)."""
-    platform_for(env_of(env)).build(c, console_reporter())
+    platform_for(env_of(env, c, use="reads" if is_dry(c) else "changes")).build(
+        c, console_reporter()
+    )
 
 
 @ops_task(
@@ -143,11 +149,42 @@ def deploy(c: Context, env: str | None = None, timeout: str = "10m") -> None:
     Local: rolls the sandbox deployment (new template hash, pods replaced one by one).
     With `inv --dry deploy` it says what it would roll and changes nothing.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="reads" if is_dry(c) else "changes")
     seconds = _duration("--timeout", timeout)
     rd = run_dir("deploy", e)
     result = platform_for(e).rollout(c, console_reporter(rd), seconds, dry=is_dry(c))
     print(result.message)
+
+
+@ops_task(
+    help={
+        "env": ENV_HELP,
+        "timeout": "how long to wait for the restarted pods (default: 10m)",
+        "yes": "do not ask y/N before restarting a GKE deployment",
+    },
+    dry="honoured",
+)
+def restart(c: Context, env: str | None = None, timeout: str = "10m", yes: bool = False) -> None:
+    """Rolling restart of the service (`kubectl rollout restart deployment/NAME`), watched.
+
+    The same image, new pods one by one: each new pod runs the engine's start-up recovery
+    (recoverAndStart → recoverReady), which resumes (no work queue) or queues every READY flight.
+    This is how a READY flight is picked up when the service has no work queue. Through the
+    Kubernetes API on GKE and on the sandbox alike; on a GKE env it asks y/N first.
+    """
+    e = env_of(env, c, use="reads" if is_dry(c) else "changes")
+    seconds = _duration("--timeout", timeout)
+    p = platform_for(e)
+    if is_dry(c):
+        print(p.restart(console_reporter(), seconds, dry=True).message)
+        return
+    if e.kind == "gke":
+        confirm(f"About to restart deployment/{e.service.deployment} in {e.namespace}. Continue?",
+                yes=yes)  # fmt: skip
+    rd = run_dir("restart", e)
+    result = p.restart(console_reporter(rd), seconds)
+    print(f"restarted deployment/{e.service.deployment}: {result.replicas} pods;"
+          f" {result.message}")  # fmt: skip
 
 
 @ops_task(help={"env": ENV_HELP}, dry="refused")
@@ -157,7 +194,7 @@ def db_proxy(c: Context, env: str | None = None) -> None:
     GKE: cloud-sql-proxy on the env's port, waiting until it accepts connections. Local: the
     sandbox database. The password comes from PGPASSWORD/.pgpass and is never printed.
     """
-    e = env_of(env)
+    e = env_of(env, c)
     with platform_for(e).db_proxy(c, console_reporter(), e.state_path / "cloud-sql-proxy.log") as t:
         print(t.psql_line())
         print(f"password: {t.password.describe()}")
@@ -174,7 +211,7 @@ def db_proxy(c: Context, env: str | None = None) -> None:
 @ops_task(help={"env": ENV_HELP})
 def connect_db(c: Context, env: str | None = None) -> None:
     """Open psql on the env's Stairway database (starting the Cloud SQL proxy for GKE)."""
-    with platform_for(env_of(env)).db(c, console_reporter()) as target:
+    with platform_for(env_of(env, c)).db(c, console_reporter()) as target:
         print(target.psql_line())
         result = c.run(
             target.psql_line(), pty=sys.stdin.isatty(), warn=True, env=target.child_env()
@@ -223,7 +260,7 @@ def kill_pod(
     stuck. Prints and saves the timeline (artifacts/kill-pod-*/kill-pod.json). On a GKE env it
     asks y/N first (--yes skips it); `inv --dry kill-pod` says what it would kill and stops.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="reads" if is_dry(c) else "changes")
     opts = KillPodOptions.for_env(
         e, flight=flight, pod=pod, namespace=namespace, when_step=when_step,
         timeout=timeout, settle=settle, grace=grace,
@@ -282,7 +319,7 @@ def logs(
     Uses the standard filter (project, cluster, namespace, location, container, without /status
     and /version requests) and always an explicit time bound (--since).
     """
-    e = env_of(env)
+    e = env_of(env, c)
     start = parse_since(since)
     end = parse_since(until, "--until") if until else None
     pod_name = split_pod_arg(pod, e.namespace) if pod else None
@@ -339,7 +376,7 @@ def run_test(
     GKE: TestRunner (`./gradlew runTest --args="suites/kill-pod-<env>.json /tmp/TR"`). Local: the
     same journey (create → get → delete workspace) against the sandbox API.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="changes")
     rd = run_dir("run-test", e)
     summary = platform_for(e).run_test(c, suite, console_reporter(rd, quiet=json), rd)
     if json_out:
@@ -390,7 +427,7 @@ def experiment(
     definition = load_definition(name)
     if delay is not None:
         definition = definition.with_delay(_duration("--delay", delay))
-    e = env_of(env)
+    e = env_of(env, c, use="rehearsal")
     rd = paths.new_run_dir(f"{definition.name}-{e.name}")
     # live: everything but the bulky --json documents (they are in the run's commands/*.log)
     rep = console_reporter(rd, show=lambda ev: not ev.data.get("quiet"))
@@ -489,7 +526,7 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
 )
 def sandbox_up(c: Context, env: str | None = None, fresh: bool = False) -> None:
     """Start the local sandbox (Postgres, Pub/Sub emulator, pods) and wait until Ready."""
-    h = local.up(local.require_local(env_of(env)), fresh=fresh)
+    h = local.up(local.require_local(env_of(env, c, use="rehearsal")), fresh=fresh)
     pods = h.ready_pods()
     print(f"sandbox up in {h.startup_seconds:.1f}s: {len(pods)} pod(s) ready in {h.namespace}")
     for p in pods:
@@ -501,14 +538,14 @@ def sandbox_up(c: Context, env: str | None = None, fresh: bool = False) -> None:
 @ops_task(help={"env": "a local environment (envs/NAME.yaml; default: local)"}, dry="refused")
 def sandbox_down(c: Context, env: str | None = None) -> None:
     """Stop every process of the local sandbox (pods, supervisor, emulator, Postgres)."""
-    was = local.down(local.require_local(env_of(env)))
+    was = local.down(local.require_local(env_of(env, c, use="rehearsal")))
     print("sandbox stopped" if was else "sandbox was not running")
 
 
 @ops_task(help={"env": "a local environment (envs/NAME.yaml; default: local)", "json": "as JSON"})
 def sandbox_status(c: Context, env: str | None = None, json: bool = False) -> None:
     """Show what runs in the local sandbox; exit 8 (PLATFORM_UNREACHABLE) when it is down."""
-    st = local.status(local.require_local(env_of(env)))
+    st = local.status(local.require_local(env_of(env, c, use="rehearsal")))
     if json:
         print_json(st.as_dict())
     else:
@@ -551,7 +588,7 @@ sandbox_ns.add_task(sandbox_status, name="status")
 
 #: the collection (the root ``tasks.py`` re-exports it for ``inv``)
 ns = Collection(
-    envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment,
-    runbook, bench,
+    envs, setup, build, deploy, restart, db_proxy, connect_db, kill_pod, logs, run_test,
+    experiment, runbook, bench,
 )  # fmt: skip
 ns.add_collection(sandbox_ns)
