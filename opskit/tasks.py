@@ -232,6 +232,7 @@ def connect_db(c: Context, env: str | None = None) -> None:
         "timeout": "overall time limit (default: 2 x the env's delay + 5m, at least 10m)",
         "settle": "stop following when nothing changed this long (default: the delay + 1m)",
         "grace": "pod deletion grace period, e.g. 0s or 30s (default: the pod's)",
+        "replacement_timeout": "how long to wait for the replacement pod (default: 3m)",
         "yes": "do not ask y/N before killing a pod of a GKE env",
         "json": "print the result as JSON",
         "json_out": JSON_OUT_HELP,
@@ -248,6 +249,7 @@ def kill_pod(
     timeout: str | None = None,
     settle: str | None = None,
     grace: str | None = None,
+    replacement_timeout: str | None = None,
     yes: bool = False,
     json: bool = False,
     json_out: str | None = None,
@@ -263,7 +265,7 @@ def kill_pod(
     e = env_of(env, c, use="reads" if is_dry(c) else "changes")
     opts = KillPodOptions.for_env(
         e, flight=flight, pod=pod, namespace=namespace, when_step=when_step,
-        timeout=timeout, settle=settle, grace=grace,
+        timeout=timeout, settle=settle, grace=grace, replacement_timeout=replacement_timeout,
     )  # fmt: skip
     p = platform_for(e)
     rd = run_dir("kill-pod", e)

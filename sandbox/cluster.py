@@ -180,6 +180,8 @@ class Watcher:
         self.namespace = namespace
         self.match = match
         self.events: queue.Queue[Any] = queue.Queue()
+        #: opened by a pod (its service-account token), not by an operator's client
+        self.from_pod = False
 
     def wants(self, ev: WatchEvent) -> bool:
         if ev.kind != self.kind:
@@ -305,9 +307,9 @@ class ObjectStore:
             if w in self._watchers:
                 self._watchers.remove(w)
 
-    def abort_watchers(self, kind: str) -> int:
+    def abort_watchers(self, kind: str, only: Callable[[Watcher], bool] | None = None) -> int:
         with self.lock:
-            victims = [w for w in self._watchers if w.kind == kind]
+            victims = [w for w in self._watchers if w.kind == kind and (only is None or only(w))]
         for w in victims:
             w.abort()
         return len(victims)
@@ -1054,7 +1056,7 @@ class Cluster:
                 if value is not None:
                     setattr(self.switches, name, bool(value))
         if changes.get("pod_watch_dropped"):
-            self.store.abort_watchers("pods")
+            self.store.abort_watchers("pods", lambda w: w.from_pod)
         return self.switches
 
     def pod_names(self) -> list[str]:
