@@ -160,7 +160,8 @@ def open_engine(args: argparse.Namespace) -> Engine:
             " or --db URL, or set STAIRWAY_OPS_ENV=NAME"
         )
     how = "fallback: `repairtool local up`'s database" if implicit else settings.source
-    _announce(f"database: {settings.safe_url} ({how})")
+    shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
+    _announce(f"database: {shown} ({how})")
     return make_engine(settings)
 
 

@@ -273,6 +273,11 @@ def cmd_orphans(args: argparse.Namespace) -> int:
 
     if args.fix:
         reason = require_reason(args.reason)
+    if args.reader:
+        # lazy: the FlightMap package; a bad --reader is one line before anything is opened
+        from repairtool.flightmap import parse_reader
+
+        parse_reader(args.reader)
     engine = open_engine(args)
     live = liveness_of(args)
     reader, reader_source = reader_of(args, engine)

@@ -116,7 +116,7 @@ def test_repairtool_names_its_database_and_refuses_a_fix_on_the_fallback(
     stairway_db: Engine, tmp_path: Path
 ) -> None:
     url = stairway_db.url.render_as_string(hide_password=False)
-    shown = stairway_db.url.render_as_string(hide_password=True)
+    shown = stairway_db.url.set(drivername="postgresql").render_as_string(hide_password=True)
     listed = _repairtool("flights", "list", "--db", url)
     assert listed.returncode == 0, listed.stderr
     assert listed.stderr.splitlines()[0] == f"database: {shown} (--db)"
