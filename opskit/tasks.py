@@ -11,6 +11,7 @@ it with ``@ops_task(help={...}, dry=...)``, and list it in :data:`ns` at the bot
 
 from __future__ import annotations
 
+import json as jsonlib
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ from opskit.testrunner import run_test_document
 from repairtool.clock import rfc3339
 from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.guards import confirm
+from repairtool.incident import incident_markdown
 
 ENV_HELP = (
     "environment name (envs/NAME.yaml); default: $STAIRWAY_OPS_ENV, Invoke's stairway_ops.env,"
@@ -457,17 +459,28 @@ def experiment(
         "journal": "a journal.json or a directory of them (repeatable); default runbooks/journals/",
         "out": "output directory (default: runbooks/)",
         "check": "write nothing; exit 1 when a file in --out differs from what would be rendered",
+        "incident": "print the incident note of a repair instead: FILE is the JSON document"
+        " of `repairtool orphans … --fix -o json` (or `repairtool recover … --json`)",
     },
 )
 def runbook(
-    c: Context, journal: list[str] | None = None, out: str | None = None, check: bool = False
+    c: Context,
+    journal: list[str] | None = None,
+    out: str | None = None,
+    check: bool = False,
+    incident: str | None = None,
 ) -> None:
     """Render the runbooks from experiment journals only (never from live state).
 
     The same journals give byte-identical Markdown: experiment records, the operational
-    runbooks (orphaned RUNNING flights, FlightMap decode failure, stuck READY/QUEUED flights)
-    and an index. Every command they quote was executed by the run that wrote the journal.
+    runbooks (orphaned RUNNING flights, FlightMap decode failure, stuck READY/QUEUED flights,
+    FATAL after a dependency outage) and an index. Every command they quote was executed by the
+    run that wrote the journal. With --incident FILE it prints a short Markdown note of a real
+    repair (findings, changes, audit ids) to paste into an incident channel.
     """
+    if incident:
+        sys.stdout.write(incident_markdown(read_json_document(incident)))
+        return
     sources = [Path(j) for j in journal] if journal else [paths.PROJECT_ROOT / "runbooks/journals"]
     journals = load_journals(sources)
     out_dir = Path(out) if out else paths.PROJECT_ROOT / "runbooks"
@@ -560,6 +573,22 @@ def sandbox_status(c: Context, env: str | None = None, json: bool = False) -> No
             print(f"  {k}: {v}")
     if not st.running:
         raise Exit(code=int(ExitCode.PLATFORM_UNREACHABLE))
+
+
+def read_json_document(path: str) -> Any:
+    """A JSON document from a file (``-`` is stdin); bad input is one line."""
+    text = sys.stdin.read() if path == "-" else _read(path)
+    try:
+        return jsonlib.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not JSON ({exc})") from None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NotFound(f"{path}: {exc.strerror or exc}") from None
 
 
 def _duration(flag: str, value: str) -> float:

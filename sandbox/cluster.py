@@ -1031,6 +1031,9 @@ class Cluster:
 
                 self.store.mutate("deployments", self.ns, self.spec.deployment_name, bump)
                 self._ensure_rs(template_hash(after["spec"]["template"]), revision)
+                # a new ReplicaSet scales to spec.replicas: the pods the old one did not
+                # replace (replace_deleted_pods off) are scheduled again by the rollout
+                self._held = 0
             if after["spec"].get("replicas") != before["spec"].get("replicas"):
                 self.event(
                     "Deployment",

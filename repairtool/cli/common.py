@@ -148,7 +148,7 @@ def open_engine(args: argparse.Namespace) -> Engine:
 
     target = target_of(args)
     if target is not None:
-        _announce(f"environment: {target.name} ({args._chosen or '--env'})")
+        _announce(f"environment: {target.name} ({args._chosen or '--env'})", args)
         return make_engine(target.db)
     fallback = state_dir_of(args) / "local.env"
     settings = resolve_settings(args.db, args.env_file, default_env_file=fallback)
@@ -161,13 +161,15 @@ def open_engine(args: argparse.Namespace) -> Engine:
         )
     how = "fallback: `repairtool local up`'s database" if implicit else settings.source
     shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
-    _announce(f"database: {shown} ({how})")
+    _announce(f"database: {shown} ({how})", args)
     return make_engine(settings)
 
 
-def _announce(line: str) -> None:
-    """The environment a command acts on: the first line on stderr."""
+def _announce(line: str, args: argparse.Namespace | None = None) -> None:
+    """The environment a command acts on: the first line on stderr (kept for the document)."""
     print(line, file=sys.stderr, flush=True)
+    if args is not None:
+        args._where = line.split(": ", 1)[1]
 
 
 def print_json(doc: Any) -> None:

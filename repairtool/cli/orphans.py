@@ -6,7 +6,7 @@ same plan (after a y/N question on a terminal, or `--yes`).
 --json document (stable; version 1):
   {"schema": "repairtool.orphans/1",
    "liveness": {"source", "confidence", "note", "live": [..] | null},
-   "reader": "legacy" | "typed", "scanned": N,
+   "at": "RFC 3339 time of the scan", "reader": "legacy" | "typed", "scanned": N,
    "findings": [{"flight_id", "class_name", "status", "owner", "kind", "evidence",
                  "proposed_action", "instance"?}],
    "plan": [{"flight_id", "instance", "kind", "action", "steps", "reencode_keys"}],
@@ -14,7 +14,9 @@ same plan (after a y/N question on a terminal, or `--yes`).
    "deferred": [...plan items beyond --limit],
    "applied": [{...plan item, "results": [{"step", "outcome", "before", "after", "detail",
                                            "audit_id"}]}],          (after --fix)
-   "skipped": [{...plan item, "results": [...], "why"}]}            (after --fix)
+   "skipped": [{...plan item, "results": [...], "why"}],           (after --fix)
+   "environment": "what it acted on", "reason": "--reason"}         (after --fix)
+After --fix, `-o markdown` prints an incident note: the findings, the changes and their audit ids.
 kind: dead_owner | stalled | unqueued | stale_instance | queued_overdue
 proposed_action / action: resume | fail | enqueue | recover_instance | reencode | none
 queued_overdue is informational (proposed_action none; it never changes the exit code): a
@@ -324,7 +326,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     outcomes = None
     human = args.output != "json"
     if args.fix and plan.changes:
-        if human:
+        if human and args.output != "markdown":  # markdown: one incident note at the end
             show(args, plan_view(plan, reader, reader_source))
         summary = ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
         confirm(
@@ -337,10 +339,21 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             actor=Actor(reason=reason),
             queue=queue,
             rate=args.rate,
-            on_event=_console if human else _quiet,
+            on_event=_console if human and args.output != "markdown" else _quiet,
         )
     if not human:
-        show(args, View(doc=document(detection, plan, reader, outcomes)))
+        doc = document(detection, plan, reader, outcomes)
+        if outcomes is not None:
+            doc["environment"] = getattr(args, "_where", None)
+            doc["reason"] = reason
+        show(args, View(doc=doc))
+    elif args.output == "markdown" and outcomes is not None:
+        # lazy: the incident note is needed only after a repair in Markdown
+        from repairtool.incident import incident_markdown
+
+        doc = document(detection, plan, reader, outcomes)
+        doc |= {"environment": getattr(args, "_where", None), "reason": reason}
+        sys.stdout.write(incident_markdown(doc))
     elif not args.fix or not plan.changes:
         view = plan_view(plan, reader, reader_source)
         if plan.changes:
@@ -374,6 +387,7 @@ def document(
     live = detection.liveness
     doc: dict[str, Any] = {
         "schema": "repairtool.orphans/1",
+        "at": rfc3339_or_none(detection.now, "seconds"),
         "liveness": {
             "source": live.source,
             "confidence": live.confidence.value,

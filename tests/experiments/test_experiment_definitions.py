@@ -91,7 +91,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "bad literal",
         lambda d: d["method"].update(fault="nuke"),
-        "key 'method.fault' must be one of kill-owner|drop-db-connections, not 'nuke'",
+        "key 'method.fault' must be one of kill-owner|kill-idle-pod|drop-db-connections|wsm-db-outage, not 'nuke'",
     ),
     (
         "bad finding kind",
@@ -162,7 +162,7 @@ def test_connection_drop_cannot_expect_a_recovering_pod(
 ) -> None:
     data = _mutated("db-connection-drop", lambda d: d["expect"].update(recovered_by="survivor"))
     path = write_definition(data, name="db-connection-drop")
-    with pytest.raises(ExperimentError, match=r"needs method\.fault kill-owner"):
+    with pytest.raises(ExperimentError, match=r"needs a pod-killing fault"):
         load_definition_file(path)
 
 
