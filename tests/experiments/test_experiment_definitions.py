@@ -91,7 +91,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "bad literal",
         lambda d: d["method"].update(fault="nuke"),
-        "key 'method.fault' must be one of kill-owner|kill-idle-pod|drop-db-connections|wsm-db-outage, not 'nuke'",
+        "key 'method.fault' must be one of"
+        " kill-owner|kill-idle-pod|drop-db-connections|wsm-db-outage, not 'nuke'",
     ),
     (
         "bad finding kind",
