@@ -116,7 +116,12 @@ RUNBOOKS: tuple[OperationalRunbook, ...] = (
         ),
         ("flights-unowned", "instances", "orphans-dry-run", "audit"),
         ("unowned-ready-queued",),
-        ("lost-queue-message", "queued-past-ack-deadline", "dead-owner-no-queue"),
+        (
+            "lost-queue-message",
+            "queued-past-ack-deadline",
+            "dead-owner-no-queue",
+            "decode-failure-fail",
+        ),
     ),
     OperationalRunbook(
         "fatal-after-dependency-outage",
@@ -504,11 +509,25 @@ def log_lines(excerpts: Iterable[LogExcerpt]) -> list[str]:
 
 
 def expected_log_lines(journal: Journal) -> list[str]:
-    """The log excerpts of a run that show the lines its experiment expected (2021 layout)."""
-    wanted = journal.experiment.expect.log_lines
-    return log_lines(
-        x for a in journal.attempts for x in a.log_excerpts if any(w in x.message for w in wanted)
-    )
+    """The log excerpts of a run that show the lines its experiment expected (2021 layout):
+    each expected line with the attempt's flight and pods filled in (a placeholder with no value
+    matches on the text before it)."""
+    out: list[LogExcerpt] = []
+    for a in journal.attempts:
+        values = {
+            "flight": a.flight_id,
+            "killed": a.pods.killed,
+            "owner": a.pods.owner,
+            "replacement": a.pods.replacement,
+        }
+        wanted = []
+        for line in journal.experiment.expect.log_lines:
+            try:
+                wanted.append(line.format_map({k: v for k, v in values.items() if v}))
+            except KeyError:
+                wanted.append(line.split("{", 1)[0])
+        out += [x for x in a.log_excerpts if any(w and w in x.message for w in wanted)]
+    return log_lines(out)
 
 
 def _state(value: Any) -> str:

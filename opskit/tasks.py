@@ -500,13 +500,14 @@ BENCHES = {
     "decode": "bench/bench_decode.py",
     "orphans": "bench/bench_orphans.py",
     "sandbox": "bench/bench_sandbox_startup.py",
+    "resume": "bench/bench_resume.py",
 }
 
 
 @ops_task(
     dry="honoured",
     help={
-        "which": "decode, orphans, sandbox or all (default: all)",
+        "which": "decode, orphans, sandbox, resume or all (default: all)",
         "flights": "flights in the generated database for the orphans benchmark (default: 1000000)",
         "repeat": "repetitions per measurement; medians are reported (default: 3)",
     },
@@ -516,13 +517,19 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
 
     decode: FlightMap decode values/s vs json.loads; orphans: `repairtool orphans --json` end to
     end vs the same detection as one psql query (the floor) on a generated database; sandbox:
-    2-replica sandbox start-up vs a bare Postgres start.
+    2-replica sandbox start-up vs a bare Postgres start; resume: resume latency (owner death to
+    RUNNING and to SUCCESS, median and p90) of the single- and multi-replica pod-kill
+    experiments with and without a work queue, vs the ack deadline and the DelayHook.
     """
     names = list(BENCHES) if which == "all" else [which]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         raise UsageError(f"unknown benchmark {unknown[0]!r}; one of {', '.join(BENCHES)}")
-    args = {"orphans": f" --flights {flights} --repeat {repeat}", "sandbox": f" --rounds {repeat}"}
+    args = {
+        "orphans": f" --flights {flights} --repeat {repeat}",
+        "sandbox": f" --rounds {repeat}",
+        "resume": f" --runs {repeat}",
+    }
     for name in names:
         print(f"== {name}")
         result = c.run(
