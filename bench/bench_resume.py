@@ -41,10 +41,15 @@ CONFIGS = {
 }
 
 
+#: the DelayHook of the benchmark runs: long enough that `inv kill-pod` lands inside the step
+#: on a loaded machine (the resumed flight sleeps through it again before SUCCESS)
+DELAY_SECONDS = 8.0
+
+
 def variant(name: str, queue: str) -> ExperimentDefinition:
     """The experiment with that work queue. Without a queue the engine resumes inline (no
     `resumed flight:` line) and any pod may recover it: only the flight's end is expected."""
-    d = load_definition(name)
+    d = load_definition(name).with_delay(DELAY_SECONDS)
     if queue == d.queue:
         return d
     expect = dataclasses.replace(d.expect, log_lines=(), recovered_by="any")
@@ -72,6 +77,7 @@ def run_once(defn: ExperimentDefinition) -> dict[str, object]:
         rec = attempt.recovery if attempt is not None else None
         return {
             "verdict": journal.verdict,
+            "fail_step": journal.fail_step,
             "status": attempt.final_state.status if attempt else None,
             "to_running_s": rec.to_running_s if rec else None,
             "to_success_s": rec.to_success_s if rec else None,
@@ -91,7 +97,7 @@ def main() -> int:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration {unknown[0]!r}; known: {', '.join(CONFIGS)}")
-    delay = load_definition("single-instance-pod-kill").delay.seconds
+    delay = DELAY_SECONDS
     results: dict[str, list[dict[str, object]]] = {}
     for name in names:
         experiment, queue = CONFIGS[name]
@@ -101,7 +107,8 @@ def main() -> int:
             results.setdefault(name, []).append(r)
             print(
                 f"{name} run {n}: {r['status']}, RUNNING after {r['to_running_s']} s on"
-                f" {r['running_pod']}, SUCCESS after {r['to_success_s']} s ({r['verdict']})",
+                f" {r['running_pod']}, SUCCESS after {r['to_success_s']} s ({r['verdict']}"
+                + (f": {r['fail_step']})" if r["fail_step"] else ")"),
                 flush=True,
             )
     summary: dict[str, dict[str, float]] = {}

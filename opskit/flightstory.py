@@ -40,18 +40,39 @@ class Change:
     owner: str | None
 
 
+_FINAL = re.compile(r"^flight (\w+), owner (\S+)")
+_DISOWNED = re.compile(r"^[Dd]isowned ([1-9]\d*) flight")
+
+
 def status_changes(attempt: Attempt) -> list[Change]:
-    """The flight's statuses in the order it went through them (consecutive repeats dropped)."""
+    """The flight's statuses in the order it went through them (consecutive repeats dropped).
+
+    From the engine's state-change lines, and where a journal lacks them (older ones) from its
+    submission, ``taking ownership`` and ``Disowned N flights`` lines and the final state seen."""
     found: list[Change] = []
+    # the engine's own state-change lines (WSM's MdcHook) are logged after each commit; only a
+    # journal without them falls back on the other lines (a losing claim logs taking ownership)
+    hooked = any(e.source == "log" and e.event == "state_change" for e in attempt.timeline)
     for e in attempt.timeline:
         at = parse_time(e.at)
-        if e.source == "db" and e.event == "submitted":
+        if hooked and e.event in ("taking_ownership", "disowned", "final-state"):
+            continue
+        if e.event == "submitted" and e.source in ("db", "tool"):
             found.append(Change(at, "RUNNING", e.pod, e.pod))
         elif e.source == "log" and e.event == "state_change":
             m = _STATUS.search(e.detail)
             if m:
                 status = m[1]
                 found.append(Change(at, status, e.pod, e.pod if status == "RUNNING" else None))
+        elif e.source == "log" and e.event == "taking_ownership" and e.pod:
+            found.append(Change(at, "RUNNING", e.pod, e.pod))
+        elif e.source == "log" and e.event == "disowned" and _DISOWNED.search(e.detail):
+            found.append(Change(at, "READY", e.pod, None))
+        elif e.source == "db" and e.event == "final-state":
+            m = _FINAL.search(e.detail)
+            if m:
+                owner = None if m[2] == "none" else m[2]
+                found.append(Change(at, m[1], owner if m[1] == "RUNNING" else None, owner))
     if attempt.repair is not None:
         for row in attempt.repair.audit:
             after = row.get("after") or {}
@@ -65,6 +86,12 @@ def status_changes(attempt: Attempt) -> list[Change]:
                     )
                 )
     found.sort(key=lambda c: c.at)
+    if not found or found[0].status != "RUNNING":  # every flight starts RUNNING on its receiver
+        first = (
+            parse_time(attempt.timeline[0].at) if attempt.timeline else parse_time(attempt.started)
+        )
+        receiver = attempt.pods.receiver
+        found.insert(0, Change(min([first, *(c.at for c in found)]), "RUNNING", receiver, receiver))
     out: list[Change] = []
     for c in found:
         if out and (out[-1].status, out[-1].owner) == (c.status, c.owner):

@@ -101,7 +101,7 @@ RUNBOOKS: tuple[OperationalRunbook, ...] = (
         "flightmap-decode-failure",
         "FlightMap decode failure",
         ("decode-failure-on-resume", "decode-failure-fail"),
-        ("decode", "flight-show", "logs", "orphans-dry-run", "audit"),
+        ("decode", "flight-show", "logs", "orphans-dry-run", "orphans-fix-reencode", "audit"),
         ("flight-log",),
         ("decode-failure-on-resume", "decode-failure-fail"),
     ),

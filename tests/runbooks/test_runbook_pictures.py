@@ -189,13 +189,43 @@ def _at(attempt: Attempt, clock: str) -> dt.datetime:
     )
 
 
-def test_the_2021_fixture_records_no_longer_cut_state_changes_or_draw_from_dead_pods() -> None:
-    """The issue's count: 16 state-change notes were cut at 90 characters and one arrow came
-    from a dead pod in the records rendered from the fixture journals."""
-    files, _ = render_all(_journals(FIXTURES))
-    records = [t for n, t in files.items() if n.startswith("experiment-")]
-    notes = [ln for t in records for ln in t.splitlines() if "Note over" in ln and " → " in ln]
-    assert (
-        len([n for n in notes if re.search(r" → (RUNNING|READY|QUEUED|SUCCESS|FATAL|ERROR)", n)])
-        >= 16
+def test_the_16_state_changes_the_issue_found_cut_keep_their_status() -> None:
+    """The four journals the runbooks were rendered from before this change held 16 engine
+    state changes, and every one of them was cut at 90 characters before its new status."""
+    from opskit.runbooks import mermaid
+
+    changes = 0
+    for path in sorted((Path(__file__).parent / "pictures").glob("*.json")):
+        journal = load(path)
+        for attempt in journal.attempts:
+            chart = mermaid(attempt)
+            for e in attempt.timeline:
+                m = STATE.search(e.detail) if e.event == "state_change" else None
+                if m:
+                    changes += 1
+                    assert f"{e.at.split('T', 1)[1]} → {m[1]} (flight " in chart
+            _check_sequence(chart, attempt, journal.experiment.name)
+    assert changes == 16
+
+
+def test_the_arrow_the_issue_found_from_a_dead_pod_is_a_note_now() -> None:
+    """The journal the runbooks were rendered from before: its `disowned` database entry names
+    the killed pod, 2 s after `inv kill-pod` deleted it. It was an arrow from that pod."""
+    from opskit.runbooks import mermaid
+
+    journal = load(Path(__file__).parent / "pictures/single-instance-pod-kill-before-issue-13.json")
+    (attempt,) = journal.attempts
+    killed = attempt.pods.killed
+    assert killed
+    chart = mermaid(attempt)
+    alias = next(
+        a
+        for a, pod in re.findall(r"participant (P\d+) as pod ([\w.-]+)", chart)
+        if killed.endswith(pod)
     )
+    entry = next(e for e in attempt.timeline if e.source == "db" and e.event == "disowned")
+    assert entry.pod == killed
+    clock = entry.at.split("T", 1)[1]
+    assert f"    Note over DB: {clock} disowned:" in chart
+    assert not re.search(rf"^    {alias}->>DB: {re.escape(clock)}", chart, re.M)
+    _check_sequence(chart, attempt, journal.experiment.name)
