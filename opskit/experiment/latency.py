@@ -4,7 +4,8 @@ to ``SUCCESS`` — what ``inv bench --which resume`` aggregates over many runs.
 The owner's death is when ``inv kill-pod`` deleted it (the ``kill`` timeline entry: the sandbox
 SIGKILLs the container in the deletion); ``RUNNING`` again is the first ``… changed status to
 RUNNING.`` (or ``taking ownership``) logged by another pod after that; ``SUCCESS`` is the engine's
-state change to ``SUCCESS``, else the flight row's ``completed_time``.
+state change to ``SUCCESS``, else — when the flight ended ``SUCCESS`` — the flight row's
+``completed_time`` (a flight that ended ``FATAL`` or ``ERROR`` has no time to SUCCESS).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def recovery_of(
     events: Sequence[TimelineItem],
     completed_time: str | None,
     queue: str | None = None,
+    final_status: str | None = None,
 ) -> Recovery | None:
     """The flight's recovery after ``killed`` died, or None when the kill was not recorded."""
     died = next(
@@ -45,7 +47,7 @@ def recovery_of(
             running_at, running_pod = item.at, item.pod
         if finished is None and e.kind is Kind.STATE_CHANGE and e.detail == "SUCCESS":
             finished = item.at
-    if finished is None and completed_time:
+    if finished is None and completed_time and final_status == "SUCCESS":
         done = dt.datetime.fromisoformat(completed_time)
         finished = done if done.tzinfo else done.replace(tzinfo=dt.UTC)
 

@@ -212,14 +212,9 @@ def _attempt(
         key = (rfc3339(item.at), item.pod or None, "log", item.event.kind.value)
         if item.at > end_at and key not in seen:
             later.add("log", item.event.kind.value, item.summary(), item.pod or None, item.at)
+    final = flight_end(lab, flight, started)
     recovery = (
-        recovery_of(
-            killed,
-            result.timeline,
-            events,
-            flight_end(lab, flight, started).completed_time,
-            d.queue,
-        )
+        recovery_of(killed, result.timeline, events, final.completed_time, d.queue, final.status)
         if d.kills_owner and killed
         else None
     )

@@ -41,6 +41,9 @@ def test_running_again_on_another_pod_and_success_are_measured_from_the_kill() -
 
 def test_no_kill_recorded_no_latency_and_the_row_completes_it() -> None:
     assert recovery_of(DEAD, [], [], None) is None
-    rec = recovery_of(DEAD, [_kill(1.0)], [], "2026-12-01 17:00:31.500000", "none")
+    rec = recovery_of(DEAD, [_kill(1.0)], [], "2026-12-01 17:00:31.500000", "none", "SUCCESS")
     assert rec is not None and rec.running_again is None and rec.to_running_s is None
     assert rec.to_success_s == 30.5  # from the flight row's completed_time
+    # a flight that ended FATAL (forced, say) has a completed_time but no time to SUCCESS
+    failed = recovery_of(DEAD, [_kill(1.0)], [], "2026-12-01 17:00:31.500000", "none", "FATAL")
+    assert failed is not None and failed.to_success_s is None and failed.finished is None
