@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,8 @@ class Options:
     ack_deadline: dt.timedelta = ENGINE_ACK_DEADLINE
     ack_deadline_source: str = ENGINE_ACK_DEADLINE_SOURCE
     overdue_margin: dt.timedelta = dt.timedelta(seconds=30)
+    #: reads (deadline, source) when a flight may be overdue: at most once, and only then
+    ack_deadline_reader: Callable[[], tuple[dt.timedelta, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
         live_ids = set(liveness.live) | {sid for n, sid in instances.items() if n in liveness.live}
     registered_ids = set(instances.values())
 
+    ack = _AckDeadline(options)
     running = [r for r in rows if r.status == "RUNNING"]
     decode_failures = _decode_inputs(conn, running, options) if options.catalog else {}
     findings: list[Finding] = []
@@ -246,16 +250,16 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     " deletion (recoverReady) queues it"
                 )
                 findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
-            elif _overdue(now, since, options):
-                findings.append(_overdue_finding(r, now, since, options, evidence))
+            elif ack.overdue(now - since):
+                findings.append(_overdue_finding(r, now, since, ack, evidence))
         elif r.status == "QUEUED" and now - since > options.queue_retention:
             evidence["why"] = (
                 f"QUEUED for {_age(now, since)}, longer than the work-queue retention"
                 f" ({options.queue_retention}); its message has expired"
             )
             findings.append(_finding(Kind.UNQUEUED, r, failures, evidence))
-        elif r.status == "QUEUED" and r.stairway_id is None and _overdue(now, since, options):
-            findings.append(_overdue_finding(r, now, since, options, evidence))
+        elif r.status == "QUEUED" and r.stairway_id is None and ack.overdue(now - since):
+            findings.append(_overdue_finding(r, now, since, ack, evidence))
     if liveness.live is not None and not options.flight_ids:
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
@@ -281,23 +285,41 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
     return Detection(tuple(findings), liveness, now, len(rows), tuple(sorted(instances)))
 
 
-def _overdue(now: dt.datetime, since: dt.datetime, options: Options) -> bool:
-    return now - since > options.ack_deadline + options.overdue_margin
+#: Pub/Sub's shortest ack deadline: no flight younger than this plus the margin is overdue
+MIN_ACK_DEADLINE = dt.timedelta(seconds=10)
+
+
+class _AckDeadline:
+    """The ack deadline, read (once) only when a flight is old enough to be overdue at all."""
+
+    def __init__(self, options: Options) -> None:
+        self.deadline = options.ack_deadline
+        self.source = options.ack_deadline_source
+        self.margin = options.overdue_margin
+        self._reader = options.ack_deadline_reader
+
+    def overdue(self, age: dt.timedelta) -> bool:
+        if age <= MIN_ACK_DEADLINE + self.margin:
+            return False
+        if self._reader is not None:
+            self.deadline, self.source = self._reader()
+            self._reader = None
+        return age > self.deadline + self.margin
 
 
 def _overdue_finding(
-    r: Any, now: dt.datetime, since: dt.datetime, options: Options, evidence: dict[str, Any]
+    r: Any, now: dt.datetime, since: dt.datetime, ack: _AckDeadline, evidence: dict[str, Any]
 ) -> Finding:
     """`queued_overdue`: unowned longer than one ack deadline (+ margin); informational."""
-    deadline = int(options.ack_deadline.total_seconds())
+    deadline = int(ack.deadline.total_seconds())
     age = int((now - since).total_seconds())
     evidence |= {
         "age": _age(now, since),
         "age_seconds": age,
         "ack_deadline": f"{deadline}s",
         "ack_deadline_seconds": deadline,
-        "ack_deadline_source": options.ack_deadline_source,
-        "margin": f"{int(options.overdue_margin.total_seconds())}s",
+        "ack_deadline_source": ack.source,
+        "margin": f"{int(ack.margin.total_seconds())}s",
         "measured_from": AGE_MEASURED_FROM,
     }
     if r.status == "QUEUED":

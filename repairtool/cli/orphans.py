@@ -285,7 +285,6 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     reader, reader_source = reader_of(args, engine)
     catalog = None if args.no_decode else catalog_of(args)
     queue = queue_of(args)
-    ack_deadline, ack_source = ack_deadline_of(queue)
     options = Options(
         stalled_after=args.stalled_after,
         unqueued_after=args.unqueued_after,
@@ -294,8 +293,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         flight_ids=tuple(args.flight),
         catalog=catalog,
         reader=reader,
-        ack_deadline=ack_deadline,
-        ack_deadline_source=ack_source,
+        ack_deadline_reader=lambda: ack_deadline_of(queue),
         overdue_margin=args.overdue_margin,
     )
     detection = detect(engine, live, options)

@@ -339,7 +339,9 @@ def test_decode_failure_on_resume_end_to_end_and_repaired(run: Callable[..., Run
     # repaired end state: a live pod resumed it and it finished; nothing is found any more
     assert (a.repair.state_after.status, a.repair.state_after.owner) == ("SUCCESS", None)
     recheck = next(c for c in j.commands if c.id == "orphans-recheck")
-    assert json.loads("\n".join(recheck.output_tail))["findings"] == []
+    # the tail holds stderr too: first the line naming the environment, then the document
+    assert recheck.output_tail[0] == "environment: local (--env)"
+    assert json.loads("\n".join(recheck.output_tail[1:]))["findings"] == []
     from sandbox.lifecycle import SandboxHandle
 
     h = SandboxHandle.load(r.sandbox_dir)
