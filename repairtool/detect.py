@@ -11,6 +11,10 @@ Kinds (strings are part of the `--json` contract):
 - `unowned_running`: RUNNING with no owner (`stairway_id` NULL). No engine path leaves a flight
   like this and nothing picks it up (resume() never takes RUNNING; disownRecovery selects by
   owner); reported only — repair it by naming it with an action.
+- `queued_overdue` (informational, proposed action none): QUEUED or READY, unowned, for longer
+  than the work queue's ack deadline plus a margin but not yet `unqueued`. Its READY message
+  went to a pod that never acked it (the pod died or hung): Pub/Sub redelivers it only after the
+  deadline (100 s as the engine creates the subscription), so the flight is slow, maybe lost.
 
 Detection reads only what it needs, in two round trips on psycopg directly (no SQLAlchemy on
 this path, `repairtool.stairway.pgread`): the catalogs (tables, columns, our audit table,
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +77,24 @@ class Kind(enum.StrEnum):
     STALE_INSTANCE = "stale_instance"
     UNDECODABLE = "undecodable"
     UNOWNED_RUNNING = "unowned_running"
+    QUEUED_OVERDUE = "queued_overdue"
+
+
+#: kinds that report a delay, not a flight the engine will never finish: no action is proposed
+#: and they do not change the exit code
+INFORMATIONAL: frozenset[Kind] = frozenset({Kind.QUEUED_OVERDUE})
+
+#: the ack deadline the engine creates its work-queue subscription with (stairway-engine.md §3.4)
+ENGINE_ACK_DEADLINE = dt.timedelta(seconds=100)
+ENGINE_ACK_DEADLINE_SOURCE = (
+    "the engine's default: Stairway creates its subscription with a 100 s ack deadline"
+    " (no work queue to read it from)"
+)
+#: how the age of an unowned flight is measured (the engine records no status-change time)
+AGE_MEASURED_FROM = (
+    "the last recorded activity (submit time, newest flight-log row, last repairtool change):"
+    " the engine keeps no status-change time"
+)
 
 
 class Action(enum.StrEnum):
@@ -111,6 +133,11 @@ class Finding:
             **({"instance": self.instance} if self.instance else {}),
         }
 
+    @property
+    def informational(self) -> bool:
+        """Reports a delay only: no action, no effect on the exit code."""
+        return self.kind in INFORMATIONAL
+
 
 @dataclass(frozen=True)
 class Options:
@@ -121,6 +148,13 @@ class Options:
     flight_ids: tuple[str, ...] = ()
     catalog: Catalog | None = None
     reader: ReaderVersion = ReaderVersion.TYPED
+    #: the work queue's ack deadline (a message no pod acked comes back after it) and where the
+    #: figure comes from; `queued_overdue` = unowned longer than the deadline + `overdue_margin`
+    ack_deadline: dt.timedelta = ENGINE_ACK_DEADLINE
+    ack_deadline_source: str = ENGINE_ACK_DEADLINE_SOURCE
+    overdue_margin: dt.timedelta = dt.timedelta(seconds=30)
+    #: reads (deadline, source) when a flight may be overdue: at most once, and only then
+    ack_deadline_reader: Callable[[], tuple[dt.timedelta, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -409,6 +443,7 @@ def detect_in(
     ordered: list[tuple[tuple[int, float, str], Finding]] = []
     failed_inputs: dict[str, dict[str, str]] = {}
     decoding = options.catalog is not None
+    ack = _AckDeadline(options)
     shared: dict[Any, Any] = {}  # one str object per class name and status, not one per row
     memo: dict[Any, Any] = {}  # the inputs' verdicts in this scan (`decode_map`)
     scanned = 0
@@ -424,7 +459,7 @@ def detect_in(
             # (without its FlightMaps: decoded already, and 50,000 of them add up)
             running_rows.append((_submitted_order(row), row[:13], failures))
         elif row[3] is None:
-            found = _waiting(row, now, options, liveness, shared)
+            found = _waiting(row, now, options, liveness, shared, ack)
             if found is not None:
                 ordered.append((_submitted_order(row), found))
     if progress:
@@ -535,6 +570,65 @@ def detect_in(
     )
 
 
+#: Pub/Sub's shortest ack deadline: no flight younger than this plus the margin is overdue
+MIN_ACK_DEADLINE = dt.timedelta(seconds=10)
+
+
+class _AckDeadline:
+    """The ack deadline, read (once) only when a flight is old enough to be overdue at all."""
+
+    def __init__(self, options: Options) -> None:
+        self.deadline = options.ack_deadline
+        self.source = options.ack_deadline_source
+        self.margin = options.overdue_margin
+        self._reader = options.ack_deadline_reader
+
+    def overdue(self, age: dt.timedelta) -> bool:
+        if age <= MIN_ACK_DEADLINE + self.margin:
+            return False
+        if self._reader is not None:
+            self.deadline, self.source = self._reader()
+            self._reader = None
+        return age > self.deadline + self.margin
+
+
+def _overdue_finding(
+    flight: tuple[str, str | None, str, str | None],
+    now: dt.datetime,
+    since: dt.datetime,
+    ack: _AckDeadline,
+    evidence: dict[str, Any],
+) -> Finding:
+    """`queued_overdue`: unowned longer than one ack deadline (+ margin); informational."""
+    deadline = int(ack.deadline.total_seconds())
+    age = int((now - since).total_seconds())
+    evidence |= {
+        "age": _age(now, since),
+        "age_seconds": age,
+        "ack_deadline": f"{deadline}s",
+        "ack_deadline_seconds": deadline,
+        "ack_deadline_source": ack.source,
+        "margin": f"{int(ack.margin.total_seconds())}s",
+        "measured_from": AGE_MEASURED_FROM,
+    }
+    fid, cls, status, owner = flight
+    if status == "QUEUED":
+        evidence["why"] = (
+            f"QUEUED for {_age(now, since)}, longer than the ack deadline ({deadline}s) plus"
+            f" {evidence['margin']}: its READY message went to a pod that did not ack it (the pod"
+            " died or hung); Pub/Sub redelivers it only after the deadline, and a live pod then"
+            " takes it. Slow, not yet lost: it becomes `unqueued` after the queue retention"
+        )
+    else:
+        evidence["why"] = (
+            f"{status} and unowned for {_age(now, since)}, longer than the ack deadline"
+            f" ({deadline}s) plus {evidence['margin']}: nothing has queued it; a pod start or a"
+            " pod deletion (recoverReady) will. It becomes `unqueued` after --unqueued-after"
+        )
+    evidence["note"] = "informational: no action proposed; the exit code ignores it"
+    return Finding(Kind.QUEUED_OVERDUE, fid, cls, status, owner, Action.NONE, evidence)
+
+
 def _estimate(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int | None:
     """The planner's estimate of the rows `sql` returns (the non-terminal flights): the N of
     the progress line, for one planning round trip."""
@@ -587,8 +681,10 @@ def _waiting(
     options: Options,
     liveness: Liveness,
     shared: dict[Any, Any],
+    ack: _AckDeadline,
 ) -> Finding | None:
-    """An unowned READY, READY_TO_RESTART or QUEUED flight that nothing will pick up, or None."""
+    """An unowned READY, READY_TO_RESTART or QUEUED flight that nothing will pick up
+    (`unqueued`), or that waits longer than the ack deadline (`queued_overdue`), or None."""
     fid, cls, status = row[:3]
     since, evidence = _evidence(row, now, liveness)
     # a READY message for a READY flight is what recoverReady sends anyway: an unknown
@@ -596,9 +692,16 @@ def _waiting(
     ref = since.changed_at or since.lower_bound
     if ref is None:
         return None
+    cls = shared.setdefault(cls, cls)
+    status = shared.setdefault(status, status)
+    flight = (fid, cls, status, None)
     if status == "QUEUED":
         if now - ref <= options.queue_retention:
-            return None
+            return (
+                _overdue_finding(flight, now, ref, ack, evidence)
+                if ack.overdue(now - ref)
+                else None
+            )
         evidence["why"] = (
             f"QUEUED for {_age(now, ref)}"
             + ("" if since.changed_at else " at most")
@@ -607,15 +710,17 @@ def _waiting(
         )
     else:
         if now - ref <= options.unqueued_after:
-            return None
+            return (
+                _overdue_finding(flight, now, ref, ack, evidence)
+                if ack.overdue(now - ref)
+                else None
+            )
         evidence["why"] = (
             f"{status} and unowned for {_age(now, ref)}"
             + ("" if since.changed_at else " at most")
             + "; only a pod start or a pod deletion (recoverReady) queues it"
         )
-    cls = shared.setdefault(cls, cls)
-    status = shared.setdefault(status, status)
-    return _finding(Kind.UNQUEUED, (fid, cls, status, None), [], evidence, options.reader)
+    return _finding(Kind.UNQUEUED, flight, [], evidence, options.reader)
 
 
 def _native_timestamps(cursor: psycopg.Cursor[Any]) -> None:
@@ -650,7 +755,7 @@ def _finding(
     else:
         ev["note"] = (
             "a live owner may still be running a slow step; repair it only by naming it"
-            " (--flight ID)"
+            " (--flight ID) with --force"
         )
         action = Action.NONE
     fid, cls, status, owner = flight

@@ -106,6 +106,8 @@ def build_plan(
     report_only: list[Finding] = []
     enqueue = ("enqueue",) if queue is not None else ()
     for f in detection.findings:
+        if f.informational:
+            continue  # a delay, reported only (`repairtool recover enqueue` re-sends by hand)
         if f.kind is Kind.STALE_INSTANCE:
             if detection.liveness.confidence is Confidence.LOW:
                 report_only.append(f)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repairtool.durations import InvalidDuration, format_duration, parse_duration
-from repairtool.errors import UsageError
+from repairtool.errors import RefusedError, UsageError
 from repairtool.exitcodes import help_text
 
 if TYPE_CHECKING:
@@ -104,8 +104,28 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
 
 
+def _choose(args: argparse.Namespace) -> None:
+    """Without `--env`, `--db` or `--env-file`: the environment `$STAIRWAY_OPS_ENV` or Invoke's
+    configuration chose, if any (it becomes `args.env`). Once per command."""
+    if getattr(args, "_chosen", None) is not None:
+        return
+    args._chosen = "--env" if getattr(args, "env", None) else ""
+    if args._chosen or getattr(args, "db", None) or getattr(args, "env_file", None):
+        return
+    # lazy: the chooser lives in the ops layer, reached through an entry point
+    from repairtool.target import default_env
+
+    chosen = default_env()
+    args._env_files = chosen.env_files
+    # precedence: $STAIRWAY_OPS_ENV, then $STAIRWAY_DB_URL, then Invoke's configuration
+    by_variable = chosen.source.startswith("$")
+    if chosen.name and (by_variable or not os.environ.get("STAIRWAY_DB_URL", "").strip()):
+        args.env, args._chosen = chosen.name, chosen.source
+
+
 def target_of(args: argparse.Namespace) -> Target | None:
     """The `--env` target (resolved once per command)."""
+    _choose(args)
     if not getattr(args, "env", None):
         return None
     cached: Target | None = getattr(args, "_target", None)
@@ -121,32 +141,73 @@ def target_of(args: argparse.Namespace) -> Target | None:
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
+    """The Stairway database the command acts on; names it on the first line of stderr. A
+    command that changes something (`--fix`) refuses when the database was not chosen (only the
+    state directory's `local.env` fallback) and more than one environment file exists."""
     # lazy: SQLAlchemy and psycopg take ~0.3 s to import; --help must not wait for them
     from repairtool.stairway.db import make_engine, resolve_settings
 
     target = target_of(args)
     if target is not None:
+        _announce_once(f"environment: {target.name} ({args._chosen or '--env'})", args)
         return make_engine(target.db)
-    settings = resolve_settings(
-        args.db, args.env_file, default_env_file=state_dir_of(args) / "local.env"
-    )
+    fallback = state_dir_of(args) / "local.env"
+    settings = resolve_settings(args.db, args.env_file, default_env_file=fallback)
+    implicit = settings.source == str(fallback)
+    _refuse_fix_on_fallback(args, implicit, fallback)
+    how = "fallback: `repairtool local up`'s database" if implicit else settings.source
+    shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
+    _announce_once(f"database: {shown} ({how})", args)
     return make_engine(settings)
 
 
 def open_reader(args: argparse.Namespace) -> ReadDb:
     """The database for reading, on psycopg directly: read commands never import SQLAlchemy
-    (the engine for changes comes from `open_engine`, only when one is applied)."""
-    # lazy: psycopg (~50 ms) only when a command reads the database; --help must not wait
-    from repairtool.stairway.dburl import ENV_URL, resolve_url
+    (the engine for changes comes from `open_engine`, only when one is applied). Names it on
+    the first line of stderr and refuses a `--fix` on the fallback, as `open_engine` does."""
+    # lazy: psycopg (~0.1 s) only when a command reads the database; --help must not wait
+    from repairtool.stairway.dburl import render_hidden, resolve_url
     from repairtool.stairway.pgread import ReadDb
 
     target = target_of(args)
     if target is not None:
+        _announce_once(f"environment: {target.name} ({args._chosen or '--env'})", args)
         return ReadDb(target.db.url)
-    # the state dir (and its local.env) only matters when nothing else names the database
-    default = None if args.db or os.environ.get(ENV_URL) else state_dir_of(args) / "local.env"
-    url, _ = resolve_url(args.db, args.env_file, default_env_file=default)
+    fallback = state_dir_of(args) / "local.env"
+    url, source = resolve_url(args.db, args.env_file, default_env_file=fallback)
+    implicit = source == str(fallback)
+    _refuse_fix_on_fallback(args, implicit, fallback)
+    how = "fallback: `repairtool local up`'s database" if implicit else source
+    _announce_once(f"database: {render_hidden(url)} ({how})", args)
     return ReadDb(url)
+
+
+def _refuse_fix_on_fallback(args: argparse.Namespace, implicit: bool, fallback: Path) -> None:
+    if implicit and getattr(args, "fix", False) and getattr(args, "_env_files", 0) > 1:
+        raise RefusedError(
+            f"no environment chosen (envs/ has {args._env_files} files) and --fix changes"
+            f" something: refusing to use the fallback database of {fallback}; pass --env NAME"
+            " or --db URL, or set STAIRWAY_OPS_ENV=NAME"
+        )
+
+
+def _announce_once(line: str, args: argparse.Namespace) -> None:
+    """`_announce`, unless the command named its database already (a `--fix` reads with
+    `open_reader`, then changes through `open_engine`)."""
+    if getattr(args, "_where", None) is None:
+        _announce(line, args)
+
+
+def _announce(line: str, args: argparse.Namespace | None = None) -> None:
+    """The environment a command acts on: the first line on stderr (kept for the document), or
+    an event of the command's own log when it writes JSON lines (`repairtool watch`)."""
+    to = getattr(args, "_announce_to", None)
+    if to is not None:
+        to(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+    if args is not None:
+        args._where = line.split(": ", 1)[1]
 
 
 def print_json(doc: Any) -> None:

@@ -11,7 +11,7 @@ Env column; with --json one document (schema repairtool.orphans.envs/1: {"schema
 --json document (stable; version 1):
   {"schema": "repairtool.orphans/1",
    "liveness": {"source", "confidence", "note", "live": [..] | null},
-   "reader": "legacy" | "typed", "scanned": N,
+   "at": "RFC 3339 time of the scan", "reader": "legacy" | "typed", "scanned": N,
    "findings": [{"flight_id", "class_name", "status", "owner", "kind", "evidence",
                  "proposed_action", "instance"?}],
    "plan": [{"flight_id", "instance", "kind", "action", "steps", "reencode_keys"}],
@@ -19,14 +19,21 @@ Env column; with --json one document (schema repairtool.orphans.envs/1: {"schema
    "deferred": [...plan items beyond --limit],
    "applied": [{...plan item, "results": [{"step", "outcome", "before", "after", "detail",
                                            "audit_id"}]}],          (after --fix)
-   "skipped": [{...plan item, "results": [...], "why"}]}            (after --fix)
-kind: dead_owner | stalled | unqueued | stale_instance
+   "skipped": [{...plan item, "results": [...], "why"}],           (after --fix)
+   "environment": "what it acted on", "reason": "--reason"}         (after --fix)
+After --fix, `-o markdown` prints an incident note: the findings, the changes and their audit ids.
+kind: dead_owner | stalled | unqueued | stale_instance | queued_overdue
 proposed_action / action: resume | fail | enqueue | recover_instance | reencode | none
+queued_overdue is informational (proposed_action none; it never changes the exit code): a
+QUEUED/READY flight unowned longer than the work queue's ack deadline plus --overdue-margin.
+Its evidence names the age, the ack deadline and where the deadline was read (the subscription,
+through the Pub/Sub API, when a work queue is configured; else the engine's default 100 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -150,6 +157,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DURATION",
         help="QUEUED longer than this lost its message",
     )
+    d.add_argument(
+        "--overdue-margin",
+        type=duration,
+        default=duration("30s"),
+        metavar="DURATION",
+        help="QUEUED/READY unowned longer than the ack deadline plus this is queued_overdue"
+        " (informational)",
+    )
     d.add_argument("--class", dest="class_name", help="only flights of this class (* wildcard)")
     d.add_argument(
         "--flight",
@@ -270,8 +285,31 @@ def queue_of(args: argparse.Namespace, target: Target | None = None) -> WorkQueu
     return WorkQueue.from_env(args.cluster, args.project)
 
 
+def ack_deadline_of(queue: WorkQueue | None) -> tuple[dt.timedelta, str]:
+    """The work queue's ack deadline and where it comes from (the subscription, read with the
+    Pub/Sub API; the engine's default when there is no queue or it cannot be read)."""
+    # lazy: detection pulls in psycopg (~0.1 s); --help must not wait for it
+    from repairtool.detect import ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
+    from repairtool.stairway.queue import QueueError
+
+    if queue is None:
+        return ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
+    try:
+        seconds = queue.ack_deadline()
+    except QueueError as error:
+        return ENGINE_ACK_DEADLINE, (
+            f"the engine's default 100 s: the subscription could not be read ({error})"
+        )
+    return dt.timedelta(seconds=seconds), (
+        f"subscription {queue.subscription_path} (read with the Pub/Sub API)"
+    )
+
+
 def detect_options(
-    args: argparse.Namespace, catalog: Catalog | None, reader: ReaderVersion
+    args: argparse.Namespace,
+    catalog: Catalog | None,
+    reader: ReaderVersion,
+    queue: WorkQueue | None = None,
 ) -> Options:
     from repairtool.detect import Options  # lazy: psycopg and the FlightMap package
 
@@ -283,6 +321,8 @@ def detect_options(
         flight_ids=tuple(args.flight),
         catalog=catalog,
         reader=reader,
+        ack_deadline_reader=lambda: ack_deadline_of(queue),
+        overdue_margin=args.overdue_margin,
     )
 
 
@@ -292,19 +332,24 @@ def cmd_orphans(args: argparse.Namespace) -> int:
 
     if args.fix:
         reason = require_reason(args.reason)
+    if args.reader:
+        # lazy: the FlightMap package; a bad --reader is one line before anything is opened
+        from repairtool.flightmap import parse_reader
+
+        parse_reader(args.reader)
     db = open_reader(args)
     live = liveness_of(args)
     reader, reader_source = reader_of(args, db)
     catalog = None if args.no_decode else catalog_of(args)
-    options = detect_options(args, catalog, reader)
+    queue = queue_of(args)
+    options = detect_options(args, catalog, reader, queue)
     # progress (n/N, rate, ETA) on a terminal only: nothing on a pipe or with -o json
     detection = detect(db, live, options, on_event=progress_sink(args.output))
-    queue = queue_of(args)
     plan = make_plan(args, db, detection, queue, catalog, reader)
     outcomes = None
     human = args.output != "json"
     if args.fix and plan.changes:
-        if human:
+        if human and args.output != "markdown":  # markdown: one incident note at the end
             show(args, plan_view(plan, reader, reader_source))
         summary = ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
         confirm(
@@ -321,12 +366,27 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             actor=Actor(reason=reason),
             queue=queue,
             rate=args.rate,
-            on_event=progress_sink(args.output, echo=_console) if human else _quiet,
+            on_event=(
+                progress_sink(args.output, echo=_console)
+                if human and args.output != "markdown"
+                else _quiet
+            ),
         )
     if not human:
         from repairtool.jsonout import write_document  # lazy: orjson; --help must not wait
 
-        write_document(document(detection, plan, reader, outcomes, streamed=True))
+        doc = document(detection, plan, reader, outcomes, streamed=True)
+        if outcomes is not None:
+            doc["environment"] = getattr(args, "_where", None)
+            doc["reason"] = reason
+        write_document(doc)
+    elif args.output == "markdown" and outcomes is not None:
+        # lazy: the incident note is needed only after a repair in Markdown
+        from repairtool.incident import incident_markdown
+
+        doc = document(detection, plan, reader, outcomes)
+        doc |= {"environment": getattr(args, "_where", None), "reason": reason}
+        sys.stdout.write(incident_markdown(doc))
     elif not args.fix or not plan.changes:
         view = plan_view(plan, reader, reader_source)
         if plan.changes:
@@ -338,8 +398,8 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     else:
         assert outcomes is not None
         render_outcomes(outcomes)
-    if not detection.findings:
-        return 0
+    if all(f.informational for f in detection.findings):
+        return 0  # nothing found, or only delays (queued_overdue): the exit code ignores them
     if outcomes is None:
         return EXIT_FINDINGS
     left = plan.refused or plan.deferred or plan.report_only or outcomes.skipped
@@ -410,6 +470,7 @@ def document(
     live = detection.liveness
     doc: dict[str, Any] = {
         "schema": "repairtool.orphans/1",
+        "at": rfc3339_or_none(detection.now, "seconds"),
         "liveness": {
             "source": live.source,
             "confidence": live.confidence.value,
@@ -475,6 +536,15 @@ def plan_view(plan: Plan, reader: ReaderVersion, reader_source: str) -> View:
         after += ["", f"Deferred by --limit: {len(plan.deferred)} more changes"]
     if plan.report_only:
         after += ["", f"Report only: {len(plan.report_only)} findings (no safe automatic action)"]
+    overdue = [f for f in d.findings if f.informational]
+    if overdue:
+        ev = overdue[0].evidence
+        after += [
+            "",
+            f"Informational: {len(overdue)} queued_overdue (waiting longer than the ack deadline"
+            f" {ev.get('ack_deadline')} + {ev.get('margin')}; deadline from"
+            f" {ev.get('ack_deadline_source')}); no action, the exit code ignores them",
+        ]
     if any(c.action.value in ("resume", "enqueue") for c in plan.changes) and plan.queue is None:
         after += [
             "",

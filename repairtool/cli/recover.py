@@ -24,6 +24,7 @@ from repairtool.cli.common import (
     open_engine,
     show,
 )
+from repairtool.cli.orphans import queue_of
 from repairtool.errors import EXIT_FINDINGS, UsageError
 from repairtool.guards import confirm, require_reason
 
@@ -64,8 +65,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if name == "enqueue":
             q.add_argument(
                 "--cluster",
-                required=True,
-                help="Stairway cluster name; the topic is <cluster>-workqueue",
+                help="Stairway cluster name; the topic is <cluster>-workqueue (default: the"
+                " environment's work queue)",
             )
             q.add_argument("--project", help="GCP project (default $PUBSUB_PROJECT_ID)")
         q.set_defaults(func=cmd_recover, action=name)
@@ -84,7 +85,6 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from repairtool.stairway.audit import Actor
     from repairtool.stairway.model import Outcome
     from repairtool.stairway.queries import get_flight, list_instances
-    from repairtool.stairway.queue import WorkQueue
 
     engine = open_engine(args)
     action: str = args.action
@@ -118,7 +118,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
         results = list(rec.flights)
         notes.append(f"{rec.outcome}: {rec.detail}")
     elif action == "enqueue":
-        queue = WorkQueue.from_env(args.cluster, args.project)
+        queue = queue_of(args)
+        if queue is None:
+            raise UsageError("no work queue: pass --cluster NAME (the environment names none)")
         results = [
             recovery.enqueue_ready(
                 engine, flight.flight_id, queue=queue, expected=flight.state, actor=actor

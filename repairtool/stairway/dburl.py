@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from repairtool.errors import UsageError
 
@@ -61,6 +61,31 @@ def describe_url(url: UrlLike) -> str:
     host = url.host or str(url.query.get("host") or "")
     port = f":{url.port}" if url.port else (f":{url.query['port']}" if "port" in url.query else "")
     return f"postgresql://{user}{host}{port}/{url.database or ''}"
+
+
+def render_hidden(url: UrlLike) -> str:
+    """`url` as SQLAlchemy's `URL.render_as_string(hide_password=True)` writes it under the
+    `postgresql` driver name (the password as `***`): the line naming the database is the same
+    whichever layer opened it."""
+    s = "postgresql://"
+    if url.username is not None:
+        s += quote(url.username, safe=" +")
+        if url.password is not None:
+            s += ":***"
+        s += "@"
+    if url.host is not None:
+        s += f"[{url.host}]" if ":" in url.host else url.host
+    if url.port is not None:
+        s += f":{url.port}"
+    if url.database is not None:
+        s += "/" + quote(url.database, safe=" +/")
+    if url.query:
+        s += "?" + "&".join(
+            f"{quote_plus(k)}={quote_plus(v)}"
+            for k in sorted(url.query)
+            for v in (url.query[k] if isinstance(url.query[k], tuple | list) else [url.query[k]])
+        )
+    return s
 
 
 def connect_kwargs(url: UrlLike) -> dict[str, Any]:

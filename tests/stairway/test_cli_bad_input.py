@@ -33,7 +33,13 @@ def url_of(engine: Engine) -> str:
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one error line, after (when the command got that far) the line that names the
+    environment or database the command acts on."""
     lines = proc.stderr.strip().splitlines()
+    if len(lines) == 2:
+        assert lines[0].startswith(("database: ", "environment: ")), proc.stderr
+        assert "***" in lines[0] or "password" not in lines[0].lower()
+        lines = lines[1:]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("repairtool: error: ")
     return lines[0]
