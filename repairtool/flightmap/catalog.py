@@ -24,14 +24,28 @@ one-line message names the file, the flight class and the key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from repairtool.datafile import UniqueKeyLoader, read_text, validate
 
 from . import java
 from .errors import CatalogError
@@ -286,30 +300,274 @@ class Catalog:
 
 
 # ---------------------------------------------------------------------------------------------
-# YAML
+# YAML: parsed with duplicate keys refused, validated by pydantic models (the one data loader,
+# :mod:`repairtool.datafile`), then built into the frozen dataclasses above.
 
-_TYPE_FIELDS = {
-    TypeKind.ENUM: {"class", "values", "bodies"},
-    TypeKind.POJO: {"class", "classes", "final"},
-    TypeKind.LIST: {"of", "read_as", "classes"},
-    TypeKind.SET: {"of", "read_as", "classes"},
-    TypeKind.MAP: {"of", "read_as", "classes"},
-}
-_REQUIRED = {TypeKind.ENUM: ("class", "values")}
-_KEY_FIELDS = {"optional", "inferred", "note"}
 _KINDS = ", ".join(kind.value for kind in TypeKind)
+_SCALAR_KINDS = tuple(k.value for k in TypeKind if k not in CONTAINER_KINDS | {"enum", "pojo"})
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose message is the whole problem (no placeholders)."""
+    return PydanticCustomError("catalog", message.replace("{", "{{").replace("}", "}}"), {})
+
+
+def _class_name(name: str) -> str:
+    if not java.is_class_name(name):
+        raise _problem("'class' must be a Java class name with its package")
+    return name
+
+
+def _names(items: list[str], info: ValidationInfo) -> list[str]:
+    valid = java.is_class_name if info.field_name == "classes" else str.isidentifier
+    bad = [item for item in items if not valid(item)]
+    if bad:
+        raise _problem(f"'{info.field_name}' has an invalid entry {bad[0]!r}")
+    if len(set(items)) != len(items):
+        raise _problem(f"'{info.field_name}' lists an entry twice")
+    return items
+
+
+def _shorthand(spec: Any) -> Any:
+    """``uuid`` is ``{type: uuid}``; anything but a kind or a mapping is refused here."""
+    if isinstance(spec, str):
+        return {"type": spec}
+    if not isinstance(spec, dict):
+        raise _problem(f"expected a kind ({_KINDS}) or a mapping with 'type'")
+    return spec
+
+
+Text = Annotated[str, Strict()]
+ClassName = Annotated[str, Strict(), AfterValidator(_class_name)]
+Names = list[Text]
+_DOC = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Scalar(BaseModel):
+    model_config = _DOC
+    type: (
+        Literal["string", "uuid", "int", "long", "bool", "double", "instant"]
+        | Literal["bigdecimal", "optional", "any"]
+    )
+
+    def build(self) -> CatalogType:
+        return CatalogType(TypeKind(self.type))
+
+
+class _Enum(BaseModel):
+    model_config = _DOC
+    type: Literal["enum"]
+    java_class: ClassName = Field(alias="class")
+    values: Names
+    bodies: Names = []
+    _check = field_validator("values", "bodies")(_names)
+
+    @model_validator(mode="after")
+    def _constants(self) -> _Enum:
+        if not self.values:
+            raise _problem("'values' must list the enum's constants")
+        if not set(self.bodies) <= set(self.values):
+            raise _problem("'bodies' may only name constants listed in 'values'")
+        return self
+
+    def build(self) -> CatalogType:
+        bodies = tuple(self.bodies)
+        return CatalogType(TypeKind.ENUM, self.java_class, tuple(self.values), bodies=bodies)
+
+
+class _Pojo(BaseModel):
+    model_config = _DOC
+    type: Literal["pojo"]
+    java_class: ClassName = Field("", alias="class")
+    classes: Names = []
+    final: bool = False
+    _check = field_validator("classes")(_names)
+
+    @model_validator(mode="after")
+    def _named(self) -> _Pojo:
+        if not self.java_class and not self.final:
+            raise _problem("type pojo needs field 'class' (only a final class may leave it out)")
+        return self
+
+    def build(self) -> CatalogType:
+        classes = tuple(self.classes)
+        return CatalogType(TypeKind.POJO, self.java_class, classes=classes, final=self.final)
+
+
+class _Container(BaseModel):
+    model_config = _DOC
+    type: Literal["list", "set", "map"]
+    of: _TypeDoc | None = None
+    read_as: Literal["class", "type_reference"] = "class"
+    classes: Names = []
+    _check = field_validator("classes")(_names)
+
+    def build(self) -> CatalogType:
+        element = self.of.build() if self.of is not None else None
+        return CatalogType(
+            TypeKind(self.type),
+            element=element,
+            read_as=ReadAs(self.read_as),
+            classes=tuple(self.classes),
+        )
+
+
+_TypeDoc = Annotated[
+    _Scalar | _Enum | _Pojo | _Container, Field(discriminator="type"), BeforeValidator(_shorthand)
+]
+_Container.model_rebuild()
+
+
+class _Type(BaseModel):
+    """One type on its own (:func:`parse_type`)."""
+
+    model_config = _DOC
+    spec: _TypeDoc
+
+
+class _Key(BaseModel):
+    """A key: its type, in the same mapping as ``optional``, ``inferred`` and ``note``."""
+
+    model_config = _DOC
+    spec: _TypeDoc
+    optional: bool = False
+    inferred: bool = False
+    note: Text = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            return {"spec": data}
+        flags = {name: data[name] for name in ("optional", "inferred", "note") if name in data}
+        return {**flags, "spec": {k: v for k, v in data.items() if k not in flags}}
+
+    def build(self, key: str) -> KeySpec:
+        return KeySpec(key, self.spec.build(), self.optional, self.inferred, self.note)
+
+
+def _flight_name(name: str) -> str:
+    if not java.is_class_name(name):
+        raise _problem("a flight class must be a Java class name")
+    return name
+
+
+def _no_keys(keys: Any) -> Any:
+    return {} if keys is None else keys
+
+
+Keys = Annotated[dict[Text, _Key], BeforeValidator(_no_keys)]
+
+
+class _Flight(BaseModel):
+    model_config = _DOC
+    input: Keys = {}
+    working: Keys = {}
+
+
+class _CatalogDoc(BaseModel):
+    model_config = _DOC
+    version: Literal[1] = 1
+    classes: dict[ClassName, _TypeDoc] = {}
+    flights: dict[Annotated[Text, AfterValidator(_flight_name)], _Flight | None]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared(cls, doc: Any) -> Any:
+        """``classes: {a.b.Name: {type: pojo, …}}``: the entry's name is its ``class``."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("classes"), dict):
+            return doc
+        classes = {}
+        for name, spec in doc["classes"].items():
+            body = {"type": spec} if isinstance(spec, str) else spec
+            if not isinstance(body, dict) or body.get("type") not in ("enum", "pojo"):
+                raise _problem(f"classes {name}: expected type enum or pojo")
+            if "class" in body:
+                raise _problem(f"classes {name}: the class is the entry's name; leave out 'class'")
+            classes[name] = {**body, "class": name}
+        return {**doc, "classes": classes}
+
+    def build(self, source: str) -> Catalog:
+        flights = tuple(
+            FlightSpec(
+                name, *(tuple(k.build(n) for n, k in keys.items()) for keys in (f.input, f.working))
+            )
+            if f is not None
+            else FlightSpec(name)
+            for name, f in self.flights.items()
+        )
+        return Catalog(flights, source, tuple(t.build() for t in self.classes.values()))
+
+
+_MUST = {
+    "version": "be 1 (unsupported catalog version)",
+    "flights": "map flight class names to their keys",
+    "input": "map keys to types",
+    "working": "map keys to types",
+    "optional": "be true or false",
+    "inferred": "be true or false",
+    "final": "be true or false",
+    "note": "be a string",
+    "class": "be a Java class name with its package",
+    "read_as": "be class or type_reference",
+}
+_LISTS = ("values", "bodies", "classes")
+
+
+def _explain(err: ErrorDetails) -> str:
+    """One pydantic error in the catalog's words: ``flight F: input key k: of: <problem>``."""
+    loc, where, kind, name = list(err["loc"]), [], "", ""
+    if loc[:1] == ["flights"] and len(loc) > 1:
+        where.append(f"flight {loc[1]}")
+        loc = loc[2:]
+        if len(loc) > 1 and loc[0] in SOURCES:
+            where.append(f"{loc[0]} key {loc[1]}")
+            loc = loc[2:]
+    elif loc[:1] == ["classes"] and len(loc) > 1:
+        where.append(f"classes {loc[1]}")
+        loc = loc[2:]
+    tag_next = bool(where) and where[0].startswith("classes")  # a union's loc names the kind
+    for part in loc:
+        if part in ("spec", "of"):
+            where += ["of"] if part == "of" else []
+            kind, tag_next = "", True
+        elif isinstance(part, str) and part != "[key]":
+            kind, name, tag_next = (part, name, False) if tag_next else (kind, part, False)
+    kind_ = err["type"]
+    if kind_ == "extra_forbidden":
+        if kind:
+            problem = f"field {name!r} is not allowed for type {kind}"
+        elif where:
+            problem = f"unknown field {name!r} (expected input, working)"
+        else:
+            problem = f"unknown top-level field {name!r}"
+    elif kind_ == "missing":
+        problem = f"type {kind} needs field {name!r}" if kind else f"missing field {name!r}"
+    elif kind_ == "union_tag_not_found":
+        problem = "missing field 'type'"
+    elif kind_ == "union_tag_invalid":
+        tag = (err.get("ctx") or {}).get("tag", "")
+        problem = f"unknown type kind {str(tag)[:40]!r} (expected one of: {_KINDS})"
+    elif kind_ == "recursion_loop":
+        problem = "nested too deeply, or a YAML anchor loops"
+    elif kind_ == "catalog":
+        problem = err["msg"]
+    elif loc and loc[-1] == "[key]":
+        problem = "a key must be a string (quote it)"
+    elif name in _LISTS and not (name == "classes" and not where):
+        problem = f"{name!r} must be a list of strings (quote YES/NO/ON/OFF)"
+    elif name == "classes":
+        problem = "'classes' must map class names to enum or pojo types"
+    elif name in _MUST:
+        problem = f"{name!r} must {_MUST[name]}"
+    else:
+        problem = "expected a mapping with 'input' and/or 'working'"
+    return ": ".join([*where, problem])
 
 
 def load_catalog(path: str | Path) -> Catalog:
     """Load and validate a catalog file. Raises :class:`CatalogError` (one line)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise CatalogError(f"{path}: cannot read: {err.__class__.__name__}") from None
-    try:
-        return loads_catalog(text, str(path))
-    except RecursionError:  # PyYAML and the type parser recurse: a deep or anchor-looped file
-        raise CatalogError(f"{path}: nested too deeply, or a YAML anchor loops") from None
+    return loads_catalog(read_text(Path(path), str(path), CatalogError), str(path))
 
 
 def load_builtin_catalog(name: str) -> Catalog:
@@ -323,50 +581,18 @@ def load_builtin_catalog(name: str) -> Catalog:
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=UniqueKeyLoader)
+        valid = validate(_CatalogDoc, doc, shown=source, error=CatalogError, explain=_explain)
+        return valid.build(source)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or err.__class__.__name__
+        if "recursive" in problem:  # an anchor inside itself (the strict loader refuses it)
+            raise CatalogError(f"{source}: nested too deeply, or a YAML anchor loops") from None
         raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"{source}: a catalog is a mapping with a 'flights' field")
-    unknown = set(doc) - {"version", "flights", "classes"}
-    if unknown:
-        raise CatalogError(f"{source}: unknown top-level field {_first(unknown)!r}")
-    if doc.get("version", 1) != 1:
-        raise CatalogError(f"{source}: unsupported catalog version {doc.get('version')!r}")
-    flights = doc.get("flights")
-    if flights is None:
-        raise CatalogError(f"{source}: missing field 'flights'")
-    if not isinstance(flights, dict):
-        raise CatalogError(f"{source}: 'flights' must map flight class names to their keys")
-    specs = tuple(_load_flight(source, name, body) for name, body in flights.items())
-    return Catalog(specs, source, _load_classes(source, doc.get("classes")))
-
-
-def _load_classes(source: str, classes: Any) -> tuple[CatalogType, ...]:
-    """``classes: {a.b.Name: {type: pojo, final: true}, a.b.Stage: {type: enum, values: […]}}``"""
-    if classes is None:
-        return ()
-    if not isinstance(classes, dict):
-        raise CatalogError(f"{source}: 'classes' must map class names to enum or pojo types")
-    out = []
-    for name, spec in classes.items():
-        where = f"{source}: classes {name}"
-        if not isinstance(name, str) or not java.is_class_name(name):
-            raise CatalogError(f"{where}: a class must be a Java class name with its package")
-        body = {"type": spec} if isinstance(spec, str) else spec
-        if not isinstance(body, dict) or body.get("type") not in ("enum", "pojo"):
-            raise CatalogError(f"{where}: expected type enum or pojo")
-        if "class" in body:
-            raise CatalogError(f"{where}: the class is the entry's name; leave out 'class'")
-        out.append(_load_type(where, {**body, "class": name}))
-    return tuple(out)
-
-
-def _first(names: set[Any]) -> str:
-    return sorted(map(str, names))[0]
+    except RecursionError:  # PyYAML and the type builder recurse: a file nested thousands deep
+        raise CatalogError(f"{source}: nested too deeply, or a YAML anchor loops") from None
 
 
 def parse_type(spec: Any, where: str = "type") -> CatalogType:
@@ -374,123 +600,8 @@ def parse_type(spec: Any, where: str = "type") -> CatalogType:
 
     Raises :class:`CatalogError` with ``where`` as the message's prefix.
     """
-    return _load_type(where, spec)
-
-
-def _load_flight(source: str, name: Any, body: Any) -> FlightSpec:
-    where = f"{source}: flight {name}"
-    if not isinstance(name, str) or not java.is_class_name(name):
-        raise CatalogError(f"{where}: a flight class must be a Java class name")
-    if body is None:
-        return FlightSpec(name)
-    if not isinstance(body, dict):
-        raise CatalogError(f"{where}: expected a mapping with 'input' and/or 'working'")
-    unknown = set(body) - set(SOURCES)
-    if unknown:
-        raise CatalogError(f"{where}: unknown field {_first(unknown)!r} (expected input, working)")
-    sections: dict[str, tuple[KeySpec, ...]] = {}
-    for section in SOURCES:
-        keys = body.get(section) or {}
-        if not isinstance(keys, dict):
-            raise CatalogError(f"{where}: '{section}' must map keys to types")
-        sections[section] = tuple(
-            _load_key(f"{where}: {section} key {key}", key, spec) for key, spec in keys.items()
-        )
-    return FlightSpec(name, sections["input"], sections["working"])
-
-
-def _load_key(where: str, key: Any, spec: Any) -> KeySpec:
-    if not isinstance(key, str):
-        raise CatalogError(f"{where}: a key must be a string (quote it)")
-    if isinstance(spec, dict):
-        extra = {name: spec[name] for name in _KEY_FIELDS if name in spec}
-        body = {name: value for name, value in spec.items() if name not in _KEY_FIELDS}
-    else:
-        extra, body = {}, spec
-    for flag in ("optional", "inferred"):
-        if not isinstance(extra.get(flag, False), bool):
-            raise CatalogError(f"{where}: '{flag}' must be true or false")
-    note = extra.get("note", "")
-    if not isinstance(note, str):
-        raise CatalogError(f"{where}: 'note' must be a string")
-    return KeySpec(
-        key,
-        _load_type(where, body),
-        optional=bool(extra.get("optional", False)),
-        inferred=bool(extra.get("inferred", False)),
-        note=note,
-    )
-
-
-def _load_type(where: str, spec: Any) -> CatalogType:
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, dict):
-        raise CatalogError(f"{where}: expected a kind ({_KINDS}) or a mapping with 'type'")
-    if "type" not in spec:
-        raise CatalogError(f"{where}: missing field 'type'")
-    try:
-        kind = TypeKind(spec["type"])
-    except ValueError:
-        raise CatalogError(
-            f"{where}: unknown type kind {str(spec['type'])!r} (expected one of: {_KINDS})"
-        ) from None
-    allowed = _TYPE_FIELDS.get(kind, set())
-    unknown = set(spec) - allowed - {"type"}
-    if unknown:
-        raise CatalogError(f"{where}: field {_first(unknown)!r} is not allowed for type {kind}")
-    for name in _REQUIRED.get(kind, ()):
-        if name not in spec:
-            raise CatalogError(f"{where}: type {kind} needs field {name!r}")
-    final = spec.get("final", False)
-    if not isinstance(final, bool):
-        raise CatalogError(f"{where}: 'final' must be true or false")
-    if kind is TypeKind.POJO and "class" not in spec and not final:
-        raise CatalogError(
-            f"{where}: type pojo needs field 'class' (only a final class may leave it out)"
-        )
-    java_class = spec.get("class", "")
-    if "class" in spec and not (isinstance(java_class, str) and java.is_class_name(java_class)):
-        raise CatalogError(f"{where}: 'class' must be a Java class name with its package")
-    if kind is TypeKind.ENUM and not spec["values"]:
-        raise CatalogError(f"{where}: 'values' must list the enum's constants")
-    element = None
-    if spec.get("of") is not None:
-        element = _load_type(f"{where}: of", spec["of"])
-    try:
-        read_as = ReadAs(spec.get("read_as", ReadAs.CLASS))
-    except ValueError:
-        raise CatalogError(f"{where}: 'read_as' must be class or type_reference") from None
-    values = _names(where, spec, "values", _is_identifier)
-    bodies = _names(where, spec, "bodies", _is_identifier)
-    if not set(bodies) <= set(values):
-        raise CatalogError(f"{where}: 'bodies' may only name constants listed in 'values'")
-    return CatalogType(
-        kind,
-        java_class=java_class,
-        values=values,
-        element=element,
-        read_as=read_as,
-        classes=_names(where, spec, "classes", java.is_class_name),
-        final=final,
-        bodies=bodies,
-    )
-
-
-def _is_identifier(name: str) -> bool:
-    return name.isidentifier()
-
-
-def _names(where: str, spec: Mapping[str, Any], name: str, valid: Any) -> tuple[str, ...]:
-    items = spec.get(name, [])
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise CatalogError(f"{where}: '{name}' must be a list of strings (quote YES/NO/ON/OFF)")
-    bad = [item for item in items if not valid(item)]
-    if bad:
-        raise CatalogError(f"{where}: '{name}' has an invalid entry {bad[0]!r}")
-    if len(set(items)) != len(items):
-        raise CatalogError(f"{where}: '{name}' lists an entry twice")
-    return tuple(items)
+    doc = validate(_Type, {"spec": spec}, shown=where, error=CatalogError, explain=_explain)
+    return doc.spec.build()
 
 
 def dump_catalog(catalog: Catalog, header: str = "") -> str:
