@@ -36,9 +36,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    Strict,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -304,21 +302,23 @@ class Catalog:
 # :mod:`repairtool.datafile`), then built into the frozen dataclasses above.
 
 _KINDS = ", ".join(kind.value for kind in TypeKind)
-_SCALAR_KINDS = tuple(k.value for k in TypeKind if k not in CONTAINER_KINDS | {"enum", "pojo"})
 
 
 def _problem(message: str) -> PydanticCustomError:
-    """A validation error whose message is the whole problem (no placeholders)."""
+    """A validation error whose message is the whole problem."""
     return PydanticCustomError("catalog", message.replace("{", "{{").replace("}", "}}"), {})
 
 
-def _class_name(name: str) -> str:
-    if not java.is_class_name(name):
-        raise _problem("'class' must be a Java class name with its package")
-    return name
+def _java_name(problem: str) -> AfterValidator:
+    def check(name: str) -> str:
+        if not java.is_class_name(name):
+            raise _problem(problem)
+        return name
+
+    return AfterValidator(check)
 
 
-def _names(items: list[str], info: ValidationInfo) -> list[str]:
+def _names(items: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
     valid = java.is_class_name if info.field_name == "classes" else str.isidentifier
     bad = [item for item in items if not valid(item)]
     if bad:
@@ -330,37 +330,37 @@ def _names(items: list[str], info: ValidationInfo) -> list[str]:
 
 def _shorthand(spec: Any) -> Any:
     """``uuid`` is ``{type: uuid}``; anything but a kind or a mapping is refused here."""
-    if isinstance(spec, str):
-        return {"type": spec}
-    if not isinstance(spec, dict):
+    if not isinstance(spec, str | dict):
         raise _problem(f"expected a kind ({_KINDS}) or a mapping with 'type'")
-    return spec
+    return {"type": spec} if isinstance(spec, str) else spec
 
 
-Text = Annotated[str, Strict()]
-ClassName = Annotated[str, Strict(), AfterValidator(_class_name)]
-Names = list[Text]
-_DOC = ConfigDict(extra="forbid", strict=True, frozen=True)
+ClassName = Annotated[str, _java_name("'class' must be a Java class name with its package")]
+Names = Annotated[tuple[str, ...], Field(strict=False)]  # a YAML list (of strict strings)
+_Scalars = Literal["string", "uuid", "int", "long", "bool", "double", "instant", "bigdecimal"]
 
 
-class _Scalar(BaseModel):
-    model_config = _DOC
-    type: (
-        Literal["string", "uuid", "int", "long", "bool", "double", "instant"]
-        | Literal["bigdecimal", "optional", "any"]
-    )
+class _Kind(BaseModel):
+    """One kind's fields, named as in :class:`CatalogType` (``class`` is ``java_class``)."""
+
+    model_config = {"extra": "forbid", "strict": True, "frozen": True}
+    _names = field_validator("values", "bodies", "classes", check_fields=False)(_names)
 
     def build(self) -> CatalogType:
-        return CatalogType(TypeKind(self.type))
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        of = fields.pop("of", None)
+        return CatalogType(TypeKind(fields.pop("type")), element=of and of.build(), **fields)
 
 
-class _Enum(BaseModel):
-    model_config = _DOC
+class _Scalar(_Kind):
+    type: _Scalars | Literal["optional", "any"]
+
+
+class _Enum(_Kind):
     type: Literal["enum"]
     java_class: ClassName = Field(alias="class")
     values: Names
-    bodies: Names = []
-    _check = field_validator("values", "bodies")(_names)
+    bodies: Names = ()
 
     @model_validator(mode="after")
     def _constants(self) -> _Enum:
@@ -370,18 +370,12 @@ class _Enum(BaseModel):
             raise _problem("'bodies' may only name constants listed in 'values'")
         return self
 
-    def build(self) -> CatalogType:
-        bodies = tuple(self.bodies)
-        return CatalogType(TypeKind.ENUM, self.java_class, tuple(self.values), bodies=bodies)
 
-
-class _Pojo(BaseModel):
-    model_config = _DOC
+class _Pojo(_Kind):
     type: Literal["pojo"]
     java_class: ClassName = Field("", alias="class")
-    classes: Names = []
+    classes: Names = ()
     final: bool = False
-    _check = field_validator("classes")(_names)
 
     @model_validator(mode="after")
     def _named(self) -> _Pojo:
@@ -389,27 +383,12 @@ class _Pojo(BaseModel):
             raise _problem("type pojo needs field 'class' (only a final class may leave it out)")
         return self
 
-    def build(self) -> CatalogType:
-        classes = tuple(self.classes)
-        return CatalogType(TypeKind.POJO, self.java_class, classes=classes, final=self.final)
 
-
-class _Container(BaseModel):
-    model_config = _DOC
+class _Container(_Kind):
     type: Literal["list", "set", "map"]
     of: _TypeDoc | None = None
-    read_as: Literal["class", "type_reference"] = "class"
-    classes: Names = []
-    _check = field_validator("classes")(_names)
-
-    def build(self) -> CatalogType:
-        element = self.of.build() if self.of is not None else None
-        return CatalogType(
-            TypeKind(self.type),
-            element=element,
-            read_as=ReadAs(self.read_as),
-            classes=tuple(self.classes),
-        )
+    read_as: ReadAs = Field(ReadAs.CLASS, strict=False)
+    classes: Names = ()
 
 
 _TypeDoc = Annotated[
@@ -419,20 +398,18 @@ _Container.model_rebuild()
 
 
 class _Type(BaseModel):
-    """One type on its own (:func:`parse_type`)."""
+    """One type on its own (:func:`parse_type`); ``spec`` names no field in messages."""
 
-    model_config = _DOC
+    model_config = _Kind.model_config
     spec: _TypeDoc
 
 
-class _Key(BaseModel):
-    """A key: its type, in the same mapping as ``optional``, ``inferred`` and ``note``."""
+class _Key(_Type):
+    """A key: its type, in one mapping with ``optional``, ``inferred`` and ``note``."""
 
-    model_config = _DOC
-    spec: _TypeDoc
     optional: bool = False
     inferred: bool = False
-    note: Text = ""
+    note: str = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -442,34 +419,23 @@ class _Key(BaseModel):
         flags = {name: data[name] for name in ("optional", "inferred", "note") if name in data}
         return {**flags, "spec": {k: v for k, v in data.items() if k not in flags}}
 
-    def build(self, key: str) -> KeySpec:
-        return KeySpec(key, self.spec.build(), self.optional, self.inferred, self.note)
 
-
-def _flight_name(name: str) -> str:
-    if not java.is_class_name(name):
-        raise _problem("a flight class must be a Java class name")
-    return name
-
-
-def _no_keys(keys: Any) -> Any:
-    return {} if keys is None else keys
-
-
-Keys = Annotated[dict[Text, _Key], BeforeValidator(_no_keys)]
+Keys = Annotated[dict[str, _Key], BeforeValidator(lambda keys: {} if keys is None else keys)]
 
 
 class _Flight(BaseModel):
-    model_config = _DOC
+    model_config = _Kind.model_config
     input: Keys = {}
     working: Keys = {}
 
 
 class _CatalogDoc(BaseModel):
-    model_config = _DOC
+    model_config = _Kind.model_config
     version: Literal[1] = 1
     classes: dict[ClassName, _TypeDoc] = {}
-    flights: dict[Annotated[Text, AfterValidator(_flight_name)], _Flight | None]
+    flights: dict[
+        Annotated[str, _java_name("a flight class must be a Java class name")], _Flight | None
+    ]
 
     @model_validator(mode="before")
     @classmethod
@@ -488,80 +454,73 @@ class _CatalogDoc(BaseModel):
         return {**doc, "classes": classes}
 
     def build(self, source: str) -> Catalog:
-        flights = tuple(
-            FlightSpec(
-                name, *(tuple(k.build(n) for n, k in keys.items()) for keys in (f.input, f.working))
+        def keys(flight: _Flight | None, section: Source) -> tuple[KeySpec, ...]:
+            found = getattr(flight, section, {})
+            return tuple(
+                KeySpec(key, k.spec.build(), k.optional, k.inferred, k.note)
+                for key, k in found.items()
             )
-            if f is not None
-            else FlightSpec(name)
-            for name, f in self.flights.items()
+
+        flights = tuple(
+            FlightSpec(n, keys(f, "input"), keys(f, "working")) for n, f in self.flights.items()
         )
         return Catalog(flights, source, tuple(t.build() for t in self.classes.values()))
 
 
 _MUST = {
+    **dict.fromkeys(("optional", "inferred", "final"), "be true or false"),
+    **dict.fromkeys(("values", "bodies", "classes"), "be a list of strings (quote YES/NO/ON/OFF)"),
+    **dict.fromkeys(("input", "working"), "map keys to types"),
     "version": "be 1 (unsupported catalog version)",
     "flights": "map flight class names to their keys",
-    "input": "map keys to types",
-    "working": "map keys to types",
-    "optional": "be true or false",
-    "inferred": "be true or false",
-    "final": "be true or false",
     "note": "be a string",
     "class": "be a Java class name with its package",
     "read_as": "be class or type_reference",
 }
-_LISTS = ("values", "bodies", "classes")
 
 
 def _explain(err: ErrorDetails) -> str:
     """One pydantic error in the catalog's words: ``flight F: input key k: of: <problem>``."""
     loc, where, kind, name = list(err["loc"]), [], "", ""
-    if loc[:1] == ["flights"] and len(loc) > 1:
-        where.append(f"flight {loc[1]}")
+    if loc[:1] in (["flights"], ["classes"]) and len(loc) > 1:
+        where.append(f"{'flight' if loc[0] == 'flights' else 'classes'} {loc[1]}")
         loc = loc[2:]
         if len(loc) > 1 and loc[0] in SOURCES:
             where.append(f"{loc[0]} key {loc[1]}")
             loc = loc[2:]
-    elif loc[:1] == ["classes"] and len(loc) > 1:
-        where.append(f"classes {loc[1]}")
-        loc = loc[2:]
-    tag_next = bool(where) and where[0].startswith("classes")  # a union's loc names the kind
+    tag_next = where[:1] != [] and where[0].startswith("classes")  # a union's loc names the kind
     for part in loc:
         if part in ("spec", "of"):
             where += ["of"] if part == "of" else []
             kind, tag_next = "", True
-        elif isinstance(part, str) and part != "[key]":
+        elif isinstance(part, str):
             kind, name, tag_next = (part, name, False) if tag_next else (kind, part, False)
-    kind_ = err["type"]
-    if kind_ == "extra_forbidden":
-        if kind:
-            problem = f"field {name!r} is not allowed for type {kind}"
-        elif where:
-            problem = f"unknown field {name!r} (expected input, working)"
-        else:
-            problem = f"unknown top-level field {name!r}"
-    elif kind_ == "missing":
+    problem = f"{name!r} must {_MUST[name]}" if name in _MUST else "expected a mapping"
+    if err["type"] == "extra_forbidden":
+        problem = f"unknown top-level field {name!r}"
+        if where:
+            problem = (
+                f"field {name!r} is not allowed for type {kind}"
+                if kind
+                else (f"unknown field {name!r} (expected input, working)")
+            )
+    elif err["type"] == "missing":
         problem = f"type {kind} needs field {name!r}" if kind else f"missing field {name!r}"
-    elif kind_ == "union_tag_not_found":
+    elif err["type"] == "union_tag_not_found":
         problem = "missing field 'type'"
-    elif kind_ == "union_tag_invalid":
-        tag = (err.get("ctx") or {}).get("tag", "")
-        problem = f"unknown type kind {str(tag)[:40]!r} (expected one of: {_KINDS})"
-    elif kind_ == "recursion_loop":
-        problem = "nested too deeply, or a YAML anchor loops"
-    elif kind_ == "catalog":
+    elif err["type"] == "union_tag_invalid":
+        tag = str((err.get("ctx") or {}).get("tag"))[:40]
+        problem = f"unknown type kind {tag!r} (expected one of: {_KINDS})"
+    elif err["type"] in ("recursion_loop", "recursion_depth_exceeded"):
+        where, problem = where[:2], "nested too deeply, or a YAML anchor loops"
+    elif err["type"] == "catalog":
         problem = err["msg"]
-    elif loc and loc[-1] == "[key]":
-        problem = "a key must be a string (quote it)"
-    elif name in _LISTS and not (name == "classes" and not where):
-        problem = f"{name!r} must be a list of strings (quote YES/NO/ON/OFF)"
-    elif name == "classes":
+    elif name == "classes" and not where:
         problem = "'classes' must map class names to enum or pojo types"
-    elif name in _MUST:
-        problem = f"{name!r} must {_MUST[name]}"
-    else:
-        problem = "expected a mapping with 'input' and/or 'working'"
+    elif name == "[key]":
+        problem = "a key must be a string (quote it)"
+    elif not name:
+        problem += " with 'input' and/or 'working'"
     return ": ".join([*where, problem])
 
 
