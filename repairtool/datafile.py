@@ -1,4 +1,4 @@
-"""The one strict loader of the project's data files (envs, experiments, journals).
+"""The one strict loader of the project's data files (envs, experiments, journals, catalogs).
 
 Files are parsed with duplicate keys refused (YAML and JSON), then validated into frozen
 pydantic dataclasses whose config forbids unknown keys (:data:`STRICT`). Every problem is one

@@ -18,7 +18,8 @@ A catalog is YAML (see ``repairtool/catalogs/workspace-manager.yaml`` for a docu
 top-level ``classes:`` (enums/POJOs values may hold where the code asks for ``Object``) are
 documented in the shipped catalog's header.
 
-Loading is strict: an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
+Loading is strict (pydantic models, one per kind, through :mod:`repairtool.datafile`): a key
+given twice, an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
 one-line message names the file, the flight class and the key.
 """
 
