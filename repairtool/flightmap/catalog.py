@@ -18,7 +18,7 @@ A catalog is YAML (see ``repairtool/catalogs/workspace-manager.yaml`` for a docu
 top-level ``classes:`` (enums/POJOs values may hold where the code asks for ``Object``) are
 documented in the shipped catalog's header.
 
-Loading is strict (pydantic models, one per kind, through :mod:`repairtool.datafile`): a key
+Loading (:mod:`.catalogfile`: pydantic models through :mod:`repairtool.datafile`) is strict: a key
 given twice, an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
 one-line message names the file, the flight class and the key.
 """
@@ -27,63 +27,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails, PydanticCustomError
-
-from repairtool.datafile import UniqueKeyLoader, read_text, validate
 
 from . import java
 from .errors import CatalogError
-
-Source = Literal["input", "working"]
-SOURCES: tuple[Source, ...] = ("input", "working")
-
-
-class TypeKind(StrEnum):
-    """What the service's code asks ``FlightMap.get`` for."""
-
-    STRING = "string"
-    UUID = "uuid"
-    ENUM = "enum"
-    INT = "int"
-    LONG = "long"
-    BOOL = "bool"
-    DOUBLE = "double"
-    INSTANT = "instant"
-    BIGDECIMAL = "bigdecimal"
-    POJO = "pojo"
-    LIST = "list"
-    SET = "set"
-    MAP = "map"
-    OPTIONAL = "optional"
-    ANY = "any"
-
-
-class ReadAs(StrEnum):
-    """How a list or map is asked for on a ≥0.0.61 reader.
-
-    ``class``: ``get(key, List.class)`` — elements are read as ``Object`` (type ids needed for
-    non-natural types) and cast when used. ``type_reference``: ``get(key, new
-    TypeReference<List<UUID>>(){})`` (≥0.0.62) — elements are read into the element type.
-    """
-
-    CLASS = "class"
-    TYPE_REFERENCE = "type_reference"
-
+from .kinds import SOURCES as SOURCES
+from .kinds import ReadAs as ReadAs
+from .kinds import Source as Source
+from .kinds import TypeKind as TypeKind
 
 FINAL_KINDS = frozenset(
     {
@@ -299,235 +254,14 @@ class Catalog:
 
 
 # ---------------------------------------------------------------------------------------------
-# YAML: parsed with duplicate keys refused, validated by pydantic models (the one data loader,
-# :mod:`repairtool.datafile`), then built into the frozen dataclasses above.
-
-_KINDS = ", ".join(kind.value for kind in TypeKind)
-
-
-def _problem(message: str) -> PydanticCustomError:
-    """A validation error whose message is the whole problem."""
-    return PydanticCustomError("catalog", message.replace("{", "{{").replace("}", "}}"), {})
-
-
-def _java_name(problem: str) -> AfterValidator:
-    def check(name: str) -> str:
-        if not java.is_class_name(name):
-            raise _problem(problem)
-        return name
-
-    return AfterValidator(check)
-
-
-def _names(items: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-    valid = java.is_class_name if info.field_name == "classes" else str.isidentifier
-    bad = [item for item in items if not valid(item)]
-    if bad:
-        raise _problem(f"'{info.field_name}' has an invalid entry {bad[0]!r}")
-    if len(set(items)) != len(items):
-        raise _problem(f"'{info.field_name}' lists an entry twice")
-    return items
-
-
-def _shorthand(spec: Any) -> Any:
-    """``uuid`` is ``{type: uuid}``; anything but a kind or a mapping is refused here."""
-    if not isinstance(spec, str | dict):
-        raise _problem(f"expected a kind ({_KINDS}) or a mapping with 'type'")
-    return {"type": spec} if isinstance(spec, str) else spec
-
-
-ClassName = Annotated[str, _java_name("'class' must be a Java class name with its package")]
-Names = Annotated[tuple[str, ...], Field(strict=False)]  # a YAML list (of strict strings)
-_Scalars = Literal["string", "uuid", "int", "long", "bool", "double", "instant", "bigdecimal"]
-
-
-class _Kind(BaseModel):
-    """One kind's fields, named as in :class:`CatalogType` (``class`` is ``java_class``)."""
-
-    model_config = {"extra": "forbid", "strict": True, "frozen": True}
-    _names = field_validator("values", "bodies", "classes", check_fields=False)(_names)
-
-    def build(self) -> CatalogType:
-        fields = {name: getattr(self, name) for name in type(self).model_fields}
-        of = fields.pop("of", None)
-        return CatalogType(TypeKind(fields.pop("type")), element=of and of.build(), **fields)
-
-
-class _Scalar(_Kind):
-    type: _Scalars | Literal["optional", "any"]
-
-
-class _Enum(_Kind):
-    type: Literal["enum"]
-    java_class: ClassName = Field(alias="class")
-    values: Names
-    bodies: Names = ()
-
-    @model_validator(mode="after")
-    def _constants(self) -> _Enum:
-        if not self.values:
-            raise _problem("'values' must list the enum's constants")
-        if not set(self.bodies) <= set(self.values):
-            raise _problem("'bodies' may only name constants listed in 'values'")
-        return self
-
-
-class _Pojo(_Kind):
-    type: Literal["pojo"]
-    java_class: ClassName = Field("", alias="class")
-    classes: Names = ()
-    final: bool = False
-
-    @model_validator(mode="after")
-    def _named(self) -> _Pojo:
-        if not self.java_class and not self.final:
-            raise _problem("type pojo needs field 'class' (only a final class may leave it out)")
-        return self
-
-
-class _Container(_Kind):
-    type: Literal["list", "set", "map"]
-    of: _TypeDoc | None = None
-    read_as: ReadAs = Field(ReadAs.CLASS, strict=False)
-    classes: Names = ()
-
-
-_TypeDoc = Annotated[
-    _Scalar | _Enum | _Pojo | _Container, Field(discriminator="type"), BeforeValidator(_shorthand)
-]
-_Container.model_rebuild()
-
-
-class _Type(BaseModel):
-    """One type on its own (:func:`parse_type`); ``spec`` names no field in messages."""
-
-    model_config = _Kind.model_config
-    spec: _TypeDoc
-
-
-class _Key(_Type):
-    """A key: its type, in one mapping with ``optional``, ``inferred`` and ``note``."""
-
-    optional: bool = False
-    inferred: bool = False
-    note: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _split(cls, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            return {"spec": data}
-        flags = {name: data[name] for name in ("optional", "inferred", "note") if name in data}
-        return {**flags, "spec": {k: v for k, v in data.items() if k not in flags}}
-
-
-Keys = Annotated[dict[str, _Key], BeforeValidator(lambda keys: {} if keys is None else keys)]
-
-
-class _Flight(BaseModel):
-    model_config = _Kind.model_config
-    input: Keys = {}
-    working: Keys = {}
-
-
-class _CatalogDoc(BaseModel):
-    model_config = _Kind.model_config
-    version: Literal[1] = 1
-    classes: dict[ClassName, _TypeDoc] = {}
-    flights: dict[
-        Annotated[str, _java_name("a flight class must be a Java class name")], _Flight | None
-    ]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _declared(cls, doc: Any) -> Any:
-        """``classes: {a.b.Name: {type: pojo, …}}``: the entry's name is its ``class``."""
-        if not isinstance(doc, dict) or not isinstance(doc.get("classes"), dict):
-            return doc
-        classes = {}
-        for name, spec in doc["classes"].items():
-            body = {"type": spec} if isinstance(spec, str) else spec
-            if not isinstance(body, dict) or body.get("type") not in ("enum", "pojo"):
-                raise _problem(f"classes {name}: expected type enum or pojo")
-            if "class" in body:
-                raise _problem(f"classes {name}: the class is the entry's name; leave out 'class'")
-            classes[name] = {**body, "class": name}
-        return {**doc, "classes": classes}
-
-    def build(self, source: str) -> Catalog:
-        def keys(flight: _Flight | None, section: Source) -> tuple[KeySpec, ...]:
-            found = getattr(flight, section, {})
-            return tuple(
-                KeySpec(key, k.spec.build(), k.optional, k.inferred, k.note)
-                for key, k in found.items()
-            )
-
-        flights = tuple(
-            FlightSpec(n, keys(f, "input"), keys(f, "working")) for n, f in self.flights.items()
-        )
-        return Catalog(flights, source, tuple(t.build() for t in self.classes.values()))
-
-
-_MUST = {
-    **dict.fromkeys(("optional", "inferred", "final"), "be true or false"),
-    **dict.fromkeys(("values", "bodies", "classes"), "be a list of strings (quote YES/NO/ON/OFF)"),
-    **dict.fromkeys(("input", "working"), "map keys to types"),
-    "version": "be 1 (unsupported catalog version)",
-    "flights": "map flight class names to their keys",
-    "note": "be a string",
-    "class": "be a Java class name with its package",
-    "read_as": "be class or type_reference",
-}
-
-
-def _explain(err: ErrorDetails) -> str:
-    """One pydantic error in the catalog's words: ``flight F: input key k: of: <problem>``."""
-    loc, where, kind, name = list(err["loc"]), [], "", ""
-    if loc[:1] in (["flights"], ["classes"]) and len(loc) > 1:
-        where.append(f"{'flight' if loc[0] == 'flights' else 'classes'} {loc[1]}")
-        loc = loc[2:]
-        if len(loc) > 1 and loc[0] in SOURCES:
-            where.append(f"{loc[0]} key {loc[1]}")
-            loc = loc[2:]
-    tag_next = where[:1] != [] and where[0].startswith("classes")  # a union's loc names the kind
-    for part in loc:
-        if part in ("spec", "of"):
-            where += ["of"] if part == "of" else []
-            kind, tag_next = "", True
-        elif isinstance(part, str):
-            kind, name, tag_next = (part, name, False) if tag_next else (kind, part, False)
-    problem = f"{name!r} must {_MUST[name]}" if name in _MUST else "expected a mapping"
-    if err["type"] == "extra_forbidden":
-        problem = f"unknown top-level field {name!r}"
-        if where:
-            problem = (
-                f"field {name!r} is not allowed for type {kind}"
-                if kind
-                else (f"unknown field {name!r} (expected input, working)")
-            )
-    elif err["type"] == "missing":
-        problem = f"type {kind} needs field {name!r}" if kind else f"missing field {name!r}"
-    elif err["type"] == "union_tag_not_found":
-        problem = "missing field 'type'"
-    elif err["type"] == "union_tag_invalid":
-        tag = str((err.get("ctx") or {}).get("tag"))[:40]
-        problem = f"unknown type kind {tag!r} (expected one of: {_KINDS})"
-    elif err["type"] in ("recursion_loop", "recursion_depth_exceeded"):
-        where, problem = where[:2], "nested too deeply, or a YAML anchor loops"
-    elif err["type"] == "catalog":
-        problem = err["msg"]
-    elif name == "classes" and not where:
-        problem = "'classes' must map class names to enum or pojo types"
-    elif name == "[key]":
-        problem = "a key must be a string (quote it)"
-    elif not name:
-        problem += " with 'input' and/or 'working'"
-    return ": ".join([*where, problem])
+# YAML (read by :mod:`.catalogfile`; imported when needed: pydantic takes ~0.2 s to import)
 
 
 def load_catalog(path: str | Path) -> Catalog:
     """Load and validate a catalog file. Raises :class:`CatalogError` (one line)."""
-    return loads_catalog(read_text(Path(path), str(path), CatalogError), str(path))
+    from .catalogfile import load  # lazy: pydantic only for commands that read a catalog
+
+    return _catalog(load(path), str(path))
 
 
 def load_builtin_catalog(name: str) -> Catalog:
@@ -540,19 +274,9 @@ def load_builtin_catalog(name: str) -> Catalog:
 
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
-    try:
-        doc = yaml.load(text, Loader=UniqueKeyLoader)
-        valid = validate(_CatalogDoc, doc, shown=source, error=CatalogError, explain=_explain)
-        return valid.build(source)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or err.__class__.__name__
-        if "recursive" in problem:  # an anchor inside itself (the strict loader refuses it)
-            raise CatalogError(f"{source}: nested too deeply, or a YAML anchor loops") from None
-        raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
-    except RecursionError:  # PyYAML and the type builder recurse: a file nested thousands deep
-        raise CatalogError(f"{source}: nested too deeply, or a YAML anchor loops") from None
+    from .catalogfile import loads  # lazy: pydantic only for commands that read a catalog
+
+    return _catalog(loads(text, source), source)
 
 
 def parse_type(spec: Any, where: str = "type") -> CatalogType:
@@ -560,8 +284,31 @@ def parse_type(spec: Any, where: str = "type") -> CatalogType:
 
     Raises :class:`CatalogError` with ``where`` as the message's prefix.
     """
-    doc = validate(_Type, {"spec": spec}, shown=where, error=CatalogError, explain=_explain)
-    return doc.spec.build()
+    from .catalogfile import parse  # lazy: pydantic only for commands that read a catalog
+
+    return _type(parse(spec, where))
+
+
+def _type(doc: Any) -> CatalogType:
+    """A validated type model of :mod:`.catalogfile` (its fields are named as here)."""
+    fields = {name: getattr(doc, name) for name in type(doc).model_fields}
+    of = fields.pop("of", None)
+    return CatalogType(TypeKind(fields.pop("type")), element=of and _type(of), **fields)
+
+
+def _catalog(doc: Any, source: str) -> Catalog:
+    """A validated catalog model of :mod:`.catalogfile`."""
+
+    def keys(flight: Any, section: Source) -> tuple[KeySpec, ...]:
+        found = getattr(flight, section, {})
+        return tuple(
+            KeySpec(key, _type(k.spec), k.optional, k.inferred, k.note) for key, k in found.items()
+        )
+
+    flights = tuple(
+        FlightSpec(n, keys(f, "input"), keys(f, "working")) for n, f in doc.flights.items()
+    )
+    return Catalog(flights, source, tuple(_type(t) for t in doc.classes.values()))
 
 
 def dump_catalog(catalog: Catalog, header: str = "") -> str:
