@@ -39,8 +39,8 @@ _KINDS = ", ".join(kind.value for kind in TypeKind)
 
 
 def _problem(message: str) -> PydanticCustomError:
-    """A validation error whose message is the whole problem."""
-    return PydanticCustomError("catalog", message.replace("{", "{{").replace("}", "}}"), {})
+    """A validation error whose message is the whole problem (no placeholders: no context)."""
+    return PydanticCustomError("catalog", message)
 
 
 def _java_name(problem: str) -> AfterValidator:

@@ -122,6 +122,7 @@ def _doc(key_spec: str) -> str:
         (_doc("{type: string, optional: maybe}"), "key k: 'optional' must be true or false"),
         (_doc("{type: enum, class: a.B, values: [A, A]}"), "lists an entry twice"),
         (_doc("{type: pojo, class: NoPackage}"), "'class' must be a Java class name"),
+        (_doc("{type: enum, class: a.B, values: ['{x}']}"), "has an invalid entry '{x}'"),
         (_doc("[uuid]"), "key k: expected a kind"),
     ],
 )
