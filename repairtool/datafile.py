@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from repairtool.durations import format_duration, parse_duration
+from repairtool.yamlstrict import UniqueKeyLoader
 
 T = TypeVar("T")
 ErrorFactory = Callable[[str], Exception]
@@ -102,27 +103,8 @@ JsonScalar = Annotated[Any, BeforeValidator(_scalar)]
 # parsing files
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key that appears twice in one mapping."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
+#: the loader `parse_yaml` uses (duplicate keys refused)
+_UniqueKeyLoader = UniqueKeyLoader
 
 
 def read_text(path: Path, shown: str, error: ErrorFactory) -> str:

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import yaml
 
+from repairtool.yamlstrict import UniqueKeyLoader
+
 from . import java
 from .errors import CatalogError
 
@@ -245,7 +247,7 @@ def load_builtin_catalog(name: str) -> Catalog:
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=UniqueKeyLoader)  # the safe loader, duplicate keys refused
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
