@@ -18,8 +18,8 @@ import re
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +97,14 @@ class _NoTty(io.StringIO):
         return False
 
 
-def run_cli(argv: Sequence[str], *, env: Mapping[str, str]) -> CliRun:
-    """`repairtool ARGV` in this process (see the module docstring)."""
+def run_cli(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    around: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> CliRun:
+    """`repairtool ARGV` in this process (see the module docstring); `around()` is entered just
+    around the call of `main` (e.g. the fault injector)."""
     from repairtool.cli import main
 
     out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
@@ -112,7 +118,8 @@ def run_cli(argv: Sequence[str], *, env: Mapping[str, str]) -> CliRun:
     try:
         with _environ(env), _engines_disposed(made):
             try:
-                code = main(list(argv))
+                with around():
+                    code = main(list(argv))
             except SystemExit as stop:  # argparse: --help, --version, usage errors
                 code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
                 if isinstance(stop.code, str):
