@@ -12,9 +12,11 @@ same plan (after a y/N question on a terminal, or `--yes`).
    "plan": [{"flight_id", "instance", "kind", "action", "steps", "reencode_keys"}],
    "refused": [{"flight_id", "instance", "kind", "action", "why"}],
    "deferred": [...plan items beyond --limit],
-   "applied": [{...plan item, "results": [{"step", "outcome", "before", "after", "detail",
-                                           "audit_id"}]}],          (after --fix)
-   "skipped": [{...plan item, "results": [...], "why"}]}            (after --fix)
+   "applied": [{...plan item, "results": [{"step", "flight_id", "outcome", "before", "after",
+                                           "detail", "audit_id"}]}],   (after --fix)
+   "skipped": [{...plan item, "results": [...], "why"}],             (after --fix)
+   "failed", "not_attempted", "error": {"message", "exit_code"}}   (after an error stopped
+                                       the apply: the command then ends with that error)
 kind: dead_owner | stalled | unqueued | stale_instance
 proposed_action / action: resume | fail | enqueue | recover_instance | reencode | none
 """

@@ -37,6 +37,7 @@ SUITES = (
     "tests.reliability.faults",
     "tests.reliability.fuzz",
     "tests.reliability.secrets_scan",
+    "tests.reliability.cli_races",
 )
 
 
