@@ -38,6 +38,7 @@ SUITES = (
     "tests.reliability.fuzz",
     "tests.reliability.secrets_scan",
     "tests.reliability.cli_races",
+    "tests.reliability.cli_fuzz",
 )
 
 

@@ -487,3 +487,20 @@ def test_a_fix_stopped_by_an_error_still_prints_its_json(
     assert [a["instance"] for a in doc["not_attempted"]] == [DEAD]
     assert doc["error"]["exit_code"] == ExitCode.DB_UNREACHABLE
     assert "raised by a trigger" in error_of(run)
+
+
+# -- found by the CLI fuzz (cli.fuzz.*) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["up", "down", "status", "destroy"])
+def test_a_file_as_the_state_directory_is_a_usage_error(
+    env: dict[str, str], tmp_path: Path, action: str
+) -> None:
+    """Found by cli.fuzz.args: `local destroy --state-dir FILE` (and `up`) raised
+    NotADirectoryError: exit 70."""
+    state = tmp_path / "a-file"
+    state.write_text("x")
+    run = cli(env, "local", action, "--state-dir", str(state), "--pg-bin", "/nonexistent")
+    assert run.code == ExitCode.USAGE
+    assert "not a directory" in error_of(run)
+    assert state.read_text() == "x"
