@@ -112,6 +112,8 @@ def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # the content is never repeated: it may hold anything
+        raise error(f"{shown}: not UTF-8 text (byte {exc.start})") from None
 
 
 def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:

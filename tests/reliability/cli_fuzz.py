@@ -257,6 +257,8 @@ URL_KINDS = (
     "odd",
 )
 URL_PARTS = st.tuples(st.sampled_from(URL_KINDS), PASSWORD, ODD)
+#: against the pool: mostly its own URL, so that most cases reach a database
+URL_PARTS_DB = st.tuples(st.sampled_from(URL_KINDS[:1] * 9 + URL_KINDS), PASSWORD, ODD)
 DOTENV_LINES = st.lists(
     st.tuples(
         st.sampled_from(
@@ -327,6 +329,7 @@ class Pieces:
     schemas: int
     queue: bool
     port: int  # the database server's port (a wrong password against a real server)
+    reachable: bool = False
 
 
 def _mix(*good: str, odd: st.SearchStrategy[str] = ODD) -> st.SearchStrategy[str]:
@@ -439,7 +442,7 @@ def _command(p: Pieces) -> st.SearchStrategy[Case]:
         c.schema = draw(st.integers(0, p.schemas - 1))
 
         def url() -> tuple[str, list[str]]:
-            kind, pw, odd = draw(URL_PARTS)
+            kind, pw, odd = draw(URL_PARTS_DB if p.reachable else URL_PARTS)
             return _url(kind, pw, odd, p, c.schema)
 
         def file(name: str, content: st.SearchStrategy[bytes] | bytes) -> str:
@@ -716,7 +719,9 @@ def _run(name: str, reachable: bool, env: SoakEnv, trials: int, rng: random.Rand
     if env.queue is not None:
         base_env["PUBSUB_EMULATOR_HOST"] = os.environ.get("PUBSUB_EMULATOR_HOST", "")
     if pool is not None:
-        pieces = Pieces(pool.good_url, len(pool.schemas), env.queue is not None, pool.url.port or 0)
+        pieces = Pieces(
+            pool.good_url, len(pool.schemas), env.queue is not None, pool.url.port or 0, True
+        )
         current = {n: pool.checksum(n) for n in range(len(pool.schemas))}
     else:
         pieces = Pieces(lambda n: "postgresql://postgres@127.0.0.1:1/stairway", 1, False, 1)

@@ -504,3 +504,16 @@ def test_a_file_as_the_state_directory_is_a_usage_error(
     assert run.code == ExitCode.USAGE
     assert "not a directory" in error_of(run)
     assert state.read_text() == "x"
+
+
+def test_an_environment_file_that_is_not_utf8_is_a_usage_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Found by cli.fuzz.args: `--env NAME` whose envs/NAME.yaml is not UTF-8 raised
+    UnicodeDecodeError: exit 70."""
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    (envs / "fz.yaml").write_bytes(b"name: fz\nkind: \xff\xfe\n")
+    run = cli({**env, "STAIRWAY_OPS_ENVS_DIR": str(envs)}, "orphans", "--env", "fz")
+    assert run.code == ExitCode.USAGE
+    assert "not UTF-8" in error_of(run)
