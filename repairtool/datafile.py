@@ -127,6 +127,8 @@ def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
         if problem.startswith("duplicate key"):
             raise error(f"{shown}:{where} {problem}") from None
         raise error(f"{shown}:{where} not valid YAML") from None
+    except RecursionError:  # PyYAML's parser recurses: a file nested thousands deep
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
@@ -144,6 +146,8 @@ def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
         return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise error(f"{shown}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def load_yaml(path: Path, shown: str, error: ErrorFactory) -> Any:

@@ -149,7 +149,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _short(class_name: str, width: int = 40) -> str:
+def _short(class_name: str | None, width: int = 40) -> str:
+    if class_name is None:  # NULL in a schema that allows it
+        return "-"
     return class_name if len(class_name) <= width else "..." + class_name[-(width - 3) :]
 
 

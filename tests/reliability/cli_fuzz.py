@@ -332,15 +332,48 @@ class Pieces:
     reachable: bool = False
 
 
-def _mix(*good: str, odd: st.SearchStrategy[str] = ODD) -> st.SearchStrategy[str]:
-    """Mostly a good value, sometimes an odd one."""
-    return st.tuples(st.integers(0, 3), st.sampled_from(good), odd).map(
-        lambda t: t[1] if t[0] else t[2]
-    )
+def _values(good: int) -> dict[str, st.SearchStrategy[str]]:
+    """The value strategies of the options: a good value `good` times in `good + 1`, else an odd
+    one (the database soak wants most command lines to reach the database)."""
 
+    # hypothesis favours the first choice and small integers: the odd branch comes last
+    which = st.sampled_from([True] * good + [False])
 
-def _mix_s(good: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    return st.tuples(st.integers(0, 3), good, ODD).map(lambda t: t[1] if t[0] else t[2])
+    def mix(*values: str) -> st.SearchStrategy[str]:
+        return st.tuples(which, st.sampled_from(values), ODD).map(lambda t: t[1] if t[0] else t[2])
+
+    def mix_s(values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.tuples(which, values, ODD).map(lambda t: t[1] if t[0] else t[2])
+
+    return {
+        "reason": mix("fuzz", "2021 orphans"),
+        "output": mix("table", "wide", "json", "markdown"),
+        "env": st.sampled_from(["fz", "fz", "local", "nosuch", "jcarlton"]),
+        "env-leaf": st.sampled_from(["orphans", "flights list", "recover disown", "decode"]),
+        "pg-bin": st.sampled_from(["/nonexistent", "@state", "/dev/null"]),
+        "engine-version": mix("0.0.60", "1.1.14", "9.9.9"),
+        "seed": mix("2021", "none"),
+        "shell": mix("bash", "zsh", "fish"),
+        "count": mix_s(st.integers(0, 60).map(str)),
+        "rate": mix("1000", "0.001", "50"),
+        "duration": mix("0s", "1s", "10m", "1h30m", "3d", "500ms", "90", "3650d", "-5m", "1h1h"),
+        "time": mix_s(TIME),
+        "name": mix_s(NAME),
+        "flight": mix_s(FLIGHT),
+        "class": mix_s(CLASS),
+        "reader": mix("0.0.60", "0.0.61", "legacy", "typed", "1.1.14", "latest"),
+        "orphans-action": mix("resume", "fail", "reencode"),
+        "decode-action": mix("fail", "reencode"),
+        "cluster": st.sampled_from(["terra-soak-workspace-stairway", "nope", "c"]),
+        "project": st.sampled_from(["soak-project", ""]),
+        "out": st.sampled_from(["@out.yaml", "@state", "/dev/full", "@missing/x.yaml"]),
+        "status": mix(*STATUSES),
+        "owner": mix_s(st.one_of(st.sampled_from(["none", "any", LIVE, DEAD]), NAME)),
+        "order": mix("submitted-asc", "submitted-desc"),
+        "expect-owner": mix_s(st.one_of(st.sampled_from([DEAD, LIVE, "none"]), NAME)),
+        "version": mix_s(st.integers(0, 10**6).map(str)),
+        "noise": st.sampled_from(["url", "--bogus", "-x", "--", "extra", "--help"]),
+    }
 
 
 LEAVES = st.sampled_from(
@@ -351,36 +384,19 @@ LEAVES = st.sampled_from(
     + ["local status", "local down", "local destroy", "local up", "completion", "env"]
 )  # fmt: skip
 FILE_KIND = st.sampled_from(["file", "file", "file", "dir", "missing"])
+FILE_KIND_DB = st.sampled_from(["file"] * 8 + ["dir", "missing"])
 DB_HOW = st.sampled_from(["db", "db", "db", "db", "env-file", "variable", "none"])
-V = {
-    "reason": _mix("fuzz", "2021 orphans"),
-    "output": _mix("table", "wide", "json", "markdown"),
-    "env": st.sampled_from(["fz", "fz", "local", "nosuch", "jcarlton"]),
-    "env-leaf": st.sampled_from(["orphans", "flights list", "recover disown", "decode"]),
-    "pg-bin": st.sampled_from(["/nonexistent", "@state", "/dev/null"]),
-    "engine-version": _mix("0.0.60", "1.1.14", "9.9.9"),
-    "seed": _mix("2021", "none"),
-    "shell": _mix("bash", "zsh", "fish"),
-    "count": _mix_s(st.integers(0, 60).map(str)),
-    "rate": _mix("1000", "0.001", "50"),
-    "duration": _mix("0s", "1s", "10m", "1h30m", "3d", "500ms", "90", "3650d", "-5m", "1h1h"),
-    "time": _mix_s(TIME),
-    "name": _mix_s(NAME),
-    "flight": _mix_s(FLIGHT),
-    "class": _mix_s(CLASS),
-    "reader": _mix("0.0.60", "0.0.61", "legacy", "typed", "1.1.14", "latest"),
-    "orphans-action": _mix("resume", "fail", "reencode"),
-    "decode-action": _mix("fail", "reencode"),
-    "cluster": st.sampled_from(["terra-soak-workspace-stairway", "nope", "c"]),
-    "project": st.sampled_from(["soak-project", ""]),
-    "out": st.sampled_from(["@out.yaml", "@state", "/dev/full", "@missing/x.yaml"]),
-    "status": _mix(*STATUSES),
-    "owner": _mix_s(st.one_of(st.sampled_from(["none", "any", LIVE, DEAD]), NAME)),
-    "order": _mix("submitted-asc", "submitted-desc"),
-    "expect-owner": _mix_s(st.one_of(st.sampled_from([DEAD, LIVE, "none"]), NAME)),
-    "version": _mix_s(st.integers(0, 10**6).map(str)),
-    "noise": st.sampled_from(["url", "--bogus", "-x", "--", "extra", "--help"]),
-}
+V_ARGS = _values(3)
+V_DB = _values(12)
+
+
+@functools.cache
+def rare(n: int) -> st.SearchStrategy[bool]:
+    """True about once in `n` (a `sampled_from` whose favoured first choice is False: hypothesis
+    draws small integers, 0 above all, far more often than uniformly)."""
+    return st.sampled_from([False] * (n - 1) + [True])
+
+
 #: per leaf: (option, value kind or "" for a flag, or "@file:kind" for a file)
 OPTIONS: dict[str, list[tuple[str, str]]] = {
     "orphans": [
@@ -436,6 +452,10 @@ FILES = {
 
 
 def _command(p: Pieces) -> st.SearchStrategy[Case]:
+    V = V_DB if p.reachable else V_ARGS
+    file_kind = FILE_KIND_DB if p.reachable else FILE_KIND
+    noise_odds = 20 if p.reachable else 5
+
     @st.composite
     def case(draw: st.DrawFn) -> Case:
         c = Case([])
@@ -448,7 +468,7 @@ def _command(p: Pieces) -> st.SearchStrategy[Case]:
         def file(name: str, content: st.SearchStrategy[bytes] | bytes) -> str:
             if name in c.files or name in c.dirs:  # named twice: the first one stands
                 return f"@{name}"
-            kind = draw(FILE_KIND)
+            kind = draw(file_kind)
             if kind == "file":
                 c.files[name] = content if isinstance(content, bytes) else draw(content)
             elif kind == "dir":
@@ -468,7 +488,7 @@ def _command(p: Pieces) -> st.SearchStrategy[Case]:
                     c.planted += planted
                     lines.append(form.format(url=value, junk=junk))
                 content = "\n".join(lines).encode("utf-8", "surrogateescape")
-                if draw(st.integers(0, 9)) == 0:
+                if draw(rare(10)):
                     content = draw(st.sampled_from([b"\xff\xfe", b"STAIRWAY_DB_URL=\xff\n", b""]))
                 return ["--env-file", file("db.env", content)]
             if how == "variable":
@@ -485,7 +505,7 @@ def _command(p: Pieces) -> st.SearchStrategy[Case]:
             leaf = draw(V["env-leaf"])
             head = leaf.split() + (["x"] if leaf == "recover disown" else [])
             c.argv = [*head, "--env", draw(V["env"])]
-            if draw(st.integers(0, 3)) == 0:
+            if draw(rare(4)):
                 c.argv += ["--db", "postgresql://u@h/x"]
         elif leaf.startswith("local"):
             sub = "@state" if draw(st.booleans()) else file("state-file", st.binary(max_size=20))
@@ -526,19 +546,19 @@ def _command(p: Pieces) -> st.SearchStrategy[Case]:
                 parts = [name, file(fname, content())]
             else:
                 parts = [name, draw(V[kind])]
-            if len(parts) == 2 and draw(st.integers(0, 9)) == 0:
+            if len(parts) == 2 and draw(rare(10)):
                 parts = [f"{parts[0]}={parts[1]}"]
-            if draw(st.integers(0, 19)) == 0 and parts[0].startswith("--") and len(parts[0]) > 5:
+            if draw(rare(20)) and parts[0].startswith("--") and len(parts[0]) > 5:
                 parts[0] = parts[0][: draw(st.integers(3, len(parts[0]) - 1))]  # abbreviated
             c.argv += parts
-        if draw(st.integers(0, 5)) == 0:  # noise: a stray word, an unknown option, a URL
+        if draw(rare(noise_odds)):  # noise: a stray word, an unknown option, a URL
             noise = draw(V["noise"])
             if noise == "url":
                 noise, planted = url()
                 c.planted += planted
             c.argv.insert(draw(st.integers(0, len(c.argv))), noise)
         c.fix = any(a in ("--fix", "--fi") or a.startswith("--fix=") for a in c.argv)
-        if draw(st.integers(0, 39)) == 0:
+        if draw(rare(40)):
             c.refill = draw(REFILL)
         return c
 

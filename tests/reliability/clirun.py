@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from repairtool.cli.messages import mask_secrets
 from repairtool.exitcodes import ExitCode
 
 CODES = frozenset(c.value for c in ExitCode)
@@ -48,7 +49,7 @@ class CliRun:
         return [line for line in self.stderr.splitlines() if line.startswith(ERROR_PREFIX)]
 
     def describe(self) -> str:
-        shown = " ".join(a if len(a) < 80 else a[:77] + "…" for a in self.argv)
+        shown = mask_secrets(" ".join(a if len(a) < 80 else a[:77] + "…" for a in self.argv))
         tail = (self.escaped or self.stderr).strip().splitlines()[-3:]
         return f"`repairtool {shown}` → {self.code}: {' | '.join(tail)}"[:600]
 

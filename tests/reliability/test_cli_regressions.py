@@ -517,3 +517,30 @@ def test_an_environment_file_that_is_not_utf8_is_a_usage_error(
     run = cli({**env, "STAIRWAY_OPS_ENVS_DIR": str(envs)}, "orphans", "--env", "fz")
     assert run.code == ExitCode.USAGE
     assert "not UTF-8" in error_of(run)
+
+
+def test_an_environment_file_nested_thousands_deep_is_a_usage_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Found by cli.fuzz.args: PyYAML's parser recursed past Python's limit on `envs/NAME.yaml`
+    holding `name: [[[[…`: RecursionError, exit 70."""
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    (envs / "fz.yaml").write_text("name: " + "[" * 3000 + "]" * 3000 + "\n")
+    run = cli({**env, "STAIRWAY_OPS_ENVS_DIR": str(envs)}, "decode", "--env", "fz")
+    assert run.code == ExitCode.USAGE
+    assert "nested too deeply" in error_of(run)
+
+
+def test_a_flight_without_a_class_name_is_listed(db: Engine, url: str, env: dict[str, str]) -> None:
+    """Found by cli.fuzz.db: a NULL class_name (a schema without the NOT NULL) made `flights list`
+    raise TypeError in its table: exit 70."""
+    flight = new_id()
+    with db.begin() as c:
+        c.execute(text("ALTER TABLE flight ALTER COLUMN class_name DROP NOT NULL"))
+        insert_flight(c, flight, status="SUCCESS", owner=None)
+        c.execute(text("UPDATE flight SET class_name = NULL WHERE flightid = :f"), {"f": flight})
+    for output in ("table", "wide", "markdown", "json"):
+        run = cli(env, "flights", "list", "--db", url, "-o", output)
+        assert run.code == ExitCode.OK
+        assert flight in run.stdout
