@@ -39,6 +39,7 @@ SUITES = (
     "tests.reliability.secrets_scan",
     "tests.reliability.cli_races",
     "tests.reliability.cli_fuzz",
+    "tests.reliability.cli_secrets",
 )
 
 
