@@ -489,7 +489,7 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
 
 @ops_task(
     help={
-        "only": "soak names or prefixes: race, faults, fuzz, secrets (default: all)",
+        "only": "soak names or prefixes: race, faults, fuzz, secrets, cli, sandbox (default: all)",
         "scale": "fraction of the full trial counts (default: 1.0)",
         "seed": "random seed (default: a new one, printed per soak)",
         "json": "also write the figures to this JSON file",

@@ -40,6 +40,7 @@ SUITES = (
     "tests.reliability.cli_races",
     "tests.reliability.cli_fuzz",
     "tests.reliability.cli_secrets",
+    "tests.reliability.chaos",
 )
 
 
