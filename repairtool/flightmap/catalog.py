@@ -252,6 +252,8 @@ def loads_catalog(text: str, source: str = "<string>") -> Catalog:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or err.__class__.__name__
+        if "recursive" in problem:  # an anchor inside itself (the strict loader refuses it)
+            raise CatalogError(f"{source}: nested too deeply, or a YAML anchor loops") from None
         raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
     if not isinstance(doc, dict):
         raise CatalogError(f"{source}: a catalog is a mapping with a 'flights' field")
