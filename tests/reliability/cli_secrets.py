@@ -400,6 +400,6 @@ register_soak(
         INVARIANTS,
         _soak,
         full=60,
-        ci=2,
+        ci=1,
     )
 )
