@@ -544,3 +544,108 @@ def test_a_flight_without_a_class_name_is_listed(db: Engine, url: str, env: dict
         run = cli(env, "flights", "list", "--db", url, "-o", output)
         assert run.code == ExitCode.OK
         assert flight in run.stdout
+
+
+# -- the rest of the issue's list, through the CLI (fixed below it in round one) ----------------
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536", "5432x", "1e3"])
+def test_a_port_out_of_range_is_refused_before_connecting(env: dict[str, str], port: str) -> None:
+    run = cli(env, "flights", "list", "--db", f"postgresql://u:{SECRET}@127.0.0.1:{port}/db")
+    assert run.code == ExitCode.USAGE and "port" in error_of(run)
+    assert SECRET not in run.stderr
+
+
+def test_orphans_named_does_not_disown_a_fresh_takeover(
+    db: Engine, url: str, env: dict[str, str]
+) -> None:
+    """Issue 12: "stalled" was measured from the submit or last log time, not from the ownership
+    change: `orphans --flight F --fix` disowned a flight a live pod had just taken over."""
+    flight = new_id()
+    seed(db, flight, owner=DEAD)
+    writer = EngineWriter(db.url)
+    try:
+        writer.disown_recovery(DEAD)
+        assert writer.resume(LIVE, flight)  # just now
+    finally:
+        writer.close()
+    run = cli(
+        env, "orphans", "--db", url, "--live-instances", LIVE, "--flight", flight,
+        "--stalled-after", "10m", "--fix", "--reason", "r", "-y", "--json",
+    )  # fmt: skip
+    assert run.code == ExitCode.OK
+    assert json.loads(run.stdout)["findings"] == []
+    with db.connect() as c:
+        assert [h.who for h in history(c, flight)] == ["stairway-engine", "stairway-engine"]
+
+
+def test_recover_enqueue_skips_a_flight_a_pod_took_since_the_dry_run(
+    db: Engine, url: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 12: enqueue read the flight outside its transaction and ignored the row count (an
+    audit row, CHANGED and a READY message for a flight another pod owned)."""
+    flight = new_id()
+    seed(db, flight, status="READY", owner=None)
+    argv = ["recover", "enqueue", flight, "--db", url, "--cluster", "c", "--project", "p"]
+    dry = _dry_run(env, *argv)
+    saved = tmp_path / "dry.json"
+    saved.write_text(json.dumps(dry))
+    writer = EngineWriter(db.url)
+    try:
+        assert writer.resume(LIVE, flight)
+    finally:
+        writer.close()
+    fix = cli(env, *argv, "--expect-from", str(saved), "--fix", "--reason", "r", "-y", "--json")
+    assert fix.code == ExitCode.FINDINGS  # skipped: never published (no work queue is reachable)
+    [result] = json.loads(fix.stdout)["results"]
+    assert result["outcome"] == "skipped" and result["audit_id"] is None
+    with db.connect() as c:
+        assert [h.who for h in history(c, flight)] == ["stairway-engine"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "dry", "fix"),
+    [
+        ("ALTER TABLE flight RENAME COLUMN stairway_id TO owner_id", 6, 6),
+        ("DROP TABLE stairwayinstance", 6, 6),
+        (
+            "ALTER TABLE flight ALTER COLUMN submit_time TYPE timestamptz;"
+            " ALTER TABLE flightlog ALTER COLUMN log_time TYPE timestamptz",
+            1,
+            0,
+        ),
+        (
+            "ALTER TABLE flight ALTER COLUMN submit_time DROP NOT NULL;"
+            " UPDATE flight SET submit_time = NULL; UPDATE flightlog SET log_time = 'infinity'",
+            1,
+            0,
+        ),
+        ("CREATE SCHEMA stairway_ops; CREATE TABLE stairway_ops.audit (id int, note text)", 1, 3),
+        ("SELECT-only role", 1, 3),
+    ],
+    ids=["renamed-column", "no-stairwayinstance", "timestamptz", "null-infinity", "foreign-audit",
+         "select-only"],
+)  # fmt: skip
+def test_odd_database_shapes_through_the_cli(
+    db: Engine, url: str, env: dict[str, str], shape: str, dry: int, fix: int
+) -> None:
+    """Issue 12's database shapes (each a traceback, exit 1, before round one) seen as a user
+    sees them: a dry run and a `--fix`, one line and the documented code each."""
+    flight = new_id()
+    seed(db, flight)
+    if shape == "SELECT-only role":
+        role = f"reader_{new_id()[:8]}"
+        with db.begin() as c:
+            c.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'"))
+            c.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+        url = db.url.set(username=role, password="pw").render_as_string(hide_password=False)
+    else:
+        with db.begin() as c:
+            for statement in shape.split(";"):
+                c.execute(text(statement))
+    base = ["orphans", "--db", url, "--live-instances", LIVE, "--action", "fail"]
+    assert cli(env, *base).code == dry
+    assert cli(env, *base, "--fix", "--reason", "r", "-y").code == fix
+    with db.connect() as c:
+        changed = [h for h in history(c, flight) if h.who == "repairtool"]
+    assert bool(changed) == (fix == 0)
