@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from repairtool.durations import format_duration, parse_duration
+from repairtool.yamlstrict import UniqueKeyLoader
 
 T = TypeVar("T")
 ErrorFactory = Callable[[str], Exception]
@@ -102,27 +103,8 @@ JsonScalar = Annotated[Any, BeforeValidator(_scalar)]
 # parsing files
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key that appears twice in one mapping."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
+#: the loader `parse_yaml` uses (duplicate keys refused)
+_UniqueKeyLoader = UniqueKeyLoader
 
 
 def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
@@ -130,6 +112,8 @@ def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # the content is never repeated: it may hold anything
+        raise error(f"{shown}: not UTF-8 text (byte {exc.start})") from None
 
 
 def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
@@ -143,6 +127,8 @@ def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
         if problem.startswith("duplicate key"):
             raise error(f"{shown}:{where} {problem}") from None
         raise error(f"{shown}:{where} not valid YAML") from None
+    except RecursionError:  # PyYAML's parser recurses: a file nested thousands deep
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
@@ -160,6 +146,8 @@ def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
         return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise error(f"{shown}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def load_yaml(path: Path, shown: str, error: ErrorFactory) -> Any:

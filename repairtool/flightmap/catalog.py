@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import yaml
 
+from repairtool.yamlstrict import UniqueKeyLoader
+
 from . import java
 from .errors import CatalogError
 
@@ -323,11 +325,13 @@ def load_builtin_catalog(name: str) -> Catalog:
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=UniqueKeyLoader)  # the safe loader, duplicate keys refused
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or err.__class__.__name__
+        if "recursive" in problem:  # an anchor inside itself (the strict loader refuses it)
+            raise CatalogError(f"{source}: nested too deeply, or a YAML anchor loops") from None
         raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
     if not isinstance(doc, dict):
         raise CatalogError(f"{source}: a catalog is a mapping with a 'flights' field")
