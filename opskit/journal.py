@@ -63,6 +63,7 @@ COMMAND_IDS: Mapping[str, str] = {
     "logs": "the engine's log lines for the flight (`inv logs --flight ID`)",
     "flights-nonterminal": "`repairtool flights list` of the non-terminal statuses",
     "flights-unowned": "`repairtool flights list` of READY/QUEUED flights with no owner",
+    "flights-fatal": "`repairtool flights list --status FATAL` (dismal failures, forced FATAL)",
     "flight-show": "`repairtool flights show ID`: row, inputs (masked), log",
     "instances": "`repairtool flights instances` (the stairwayinstance table)",
     "orphans-dry-run": "`repairtool orphans …` without --fix (human output)",
@@ -72,6 +73,15 @@ COMMAND_IDS: Mapping[str, str] = {
     "orphans-fix-fail": "`repairtool orphans --fix --action fail`",
     "orphans-fix-reencode": "`repairtool orphans --fix --action reencode`",
     "orphans-recheck": "the dry run again after the fix (verification)",
+    "recover-force-ready": "`repairtool recover force-ready ID --fix` (stairctl's force ready)",
+    "recover-enqueue": "`repairtool recover enqueue ID --fix` (the READY message again)",
+    "recover-instance": "`repairtool recover instance NAME --fix` (disownRecovery of a dead pod)",
+    "recover-force-fatal": "`repairtool recover force-fatal ID --fix`",
+    "recover-disown": "`repairtool recover disown ID --fix`",
+    "restart": "`inv restart`: a rolling restart; every new pod runs recoverReady",
+    "switches": "`python -m sandbox switches --set …`: the sandbox's run-time faults",
+    "service-db-outage": "the service's own database refuses connections (psql)",
+    "service-db-restored": "the service's own database accepts connections again (psql)",
     "decode": "`repairtool decode …` without --fix",
     "decode-fix-reencode": "`repairtool decode --fix --action reencode`",
     "audit": "`repairtool flights audit` (the audit trail)",
@@ -177,10 +187,11 @@ class DelayHook(_Model):
 
 @dataclass(frozen=True, config=STRICT)
 class Kill(_Model):
-    """The fault: kill the owner pod, or cut the database connections, at this step."""
+    """The fault: kill the owner pod, kill a pod that owns nothing, cut the database
+    connections, or make the service's own database unavailable, at this step."""
 
     when_step: Int
-    target: Literal["owner", "db-connections"]
+    target: Literal["owner", "db-connections", "idle-pod", "service-db"]
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -195,8 +206,13 @@ class Expectation(_Model):
 
 @dataclass(frozen=True, config=STRICT)
 class RepairSpec(_Model):
+    """The repair as defined: the first ``orphans --fix`` action and reason, and (newer
+    journals) every step in order, with the status the flight must reach."""
+
     action: Literal["resume", "fail", "reencode"] | None
     reason: str | None
+    steps: tuple[str, ...] | None = None
+    expect_status: FlightStatus | None = None
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -213,6 +229,10 @@ class Experiment(_Model):
     kill: Kill
     expect: Expectation
     repair: RepairSpec
+    #: the work queue (``emulator`` or ``none``); absent in older journals (emulator)
+    queue: Literal["emulator", "none"] | None = None
+    #: the sandbox switches by phase (``before_fault``, ``after_fault``, ``after_detection``)
+    switches: dict[str, dict[str, Bool]] | None = None
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -338,6 +358,19 @@ class RepairState(_Model):
 
 
 @dataclass(frozen=True, config=STRICT)
+class RepairStepRecord(_Model):
+    """One repair command as it ran: its command id (``commands[].id``), its ``--json``
+    document, and the flight's status after it (and after the hold, when there was one)."""
+
+    command_id: str
+    at: Timestamp
+    doc: dict[str, Any] | None
+    status_after: FlightStatus | None
+    held_s: Float | None = None
+    status_after_hold: FlightStatus | None = None
+
+
+@dataclass(frozen=True, config=STRICT)
 class RepairRecord(_Model):
     """What repair did: the ``repairtool orphans --json`` documents and the audit rows."""
 
@@ -345,6 +378,36 @@ class RepairRecord(_Model):
     fix: dict[str, Any] | None
     audit: tuple[dict[str, Any], ...]
     state_after: RepairState
+    #: every repair command in order (newer journals)
+    steps: tuple[RepairStepRecord, ...] | None = None
+    #: the killed pod's stairwayinstance row after the repair: present or gone
+    instance_after: Literal["present", "gone"] | None = None
+
+
+@dataclass(frozen=True, config=STRICT)
+class PodLife(_Model):
+    """One pod as the Kubernetes API showed it during an attempt (a pod watch): created,
+    Ready, and deleted (``None``: still there when the attempt ended)."""
+
+    name: str
+    created: Timestamp
+    ready: Timestamp | None = None
+    deleted: Timestamp | None = None
+
+
+@dataclass(frozen=True, config=STRICT)
+class Recovery(_Model):
+    """Resume latency of a flight whose owner died: from the owner's deletion to the flight
+    ``RUNNING`` on another pod, and to ``SUCCESS`` (None: it did not get there)."""
+
+    owner: str
+    owner_died: Timestamp
+    running_pod: str | None = None
+    running_again: Timestamp | None = None
+    finished: Timestamp | None = None
+    to_running_s: Float | None = None
+    to_success_s: Float | None = None
+    queue: Literal["emulator", "none"] | None = None
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -363,6 +426,10 @@ class Attempt(_Model):
     root_cause: str
     verdict: Verdict
     repair: RepairRecord | None
+    #: the pods' lifetimes during the attempt (a pod watch; newer journals)
+    pod_lives: tuple[PodLife, ...] | None = None
+    #: resume latency after the owner's death (pod-kill attempts; newer journals)
+    recovery: Recovery | None = None
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -586,11 +653,14 @@ __all__ = [
     "JournalEvent",
     "Kill",
     "LogExcerpt",
+    "PodLife",
     "Pods",
     "Probe",
+    "Recovery",
     "RepairRecord",
     "RepairSpec",
     "RepairState",
+    "RepairStepRecord",
     "SecretInJournal",
     "Setup",
     "SqlEvidence",

@@ -70,6 +70,7 @@ class KillPodOptions:
         timeout: str | None = None,
         settle: str | None = None,
         grace: str | None = None,
+        replacement_timeout: str | None = None,
     ) -> KillPodOptions:
         """The options as ``inv kill-pod`` gives them (text), with the env's defaults.
 
@@ -90,6 +91,11 @@ class KillPodOptions:
             settle=_seconds("--settle", settle) or max(30.0, delay + 60),
             grace_period=(
                 math.ceil(_seconds("--grace", grace) or 0) if grace is not None else None
+            ),
+            replacement_timeout=(
+                _seconds("--replacement-timeout", replacement_timeout) or 180.0
+                if replacement_timeout is not None
+                else 180.0
             ),
         )
 

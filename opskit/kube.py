@@ -52,6 +52,8 @@ class PodEvent:
     type: str
     pod: Pod
     at: dt.datetime
+    #: the object's resourceVersion (watch again from here to miss nothing)
+    resource_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,9 @@ class Kube:
                     rv = obj.metadata.resource_version or rv
                     pod = _pod_from(obj)
                     if self.matches(pod.name):
-                        yield PodEvent(type=raw["type"], pod=pod, at=utcnow())
+                        yield PodEvent(
+                            type=raw["type"], pod=pod, at=utcnow(), resource_version=rv or ""
+                        )
                     if time.monotonic() >= deadline:
                         return
             finally:

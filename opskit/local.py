@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,27 +120,8 @@ class LocalPlatform(KubePlatform):
     def rollout(
         self, c: Any, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
     ) -> RolloutResult:
-        """Restart the sandbox deployment and watch it roll, pod by pod."""
-        kube = self.kube()
-        name = self.env.service.deployment
-        if dry:
-            replicas = kube.deployment_status(name).replicas
-            return RolloutResult(
-                0.0, replicas, dry_run=f"restart deployment/{name} ({replicas} pods) and watch it"
-            )
-        before = kube.deployment_status(name)
-        reporter.emit("deploy.start", f"rollout restart of deployment/{name} in the sandbox")
-        t0 = time.monotonic()
-        kube.restart_deployment(name)
-        # wait until the controller saw the new template before judging stability
-        deadline = time.monotonic() + 10
-        while kube.deployment_status(name).generation <= before.generation:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        seconds = kube.wait_rollout(name, timeout_seconds, reporter, started=t0)
-        status = kube.deployment_status(name)
-        return RolloutResult(seconds=seconds, replicas=status.replicas)
+        """Deploy = restart the sandbox deployment (it runs this checkout) and watch it roll."""
+        return self.restart(reporter, timeout_seconds, dry=dry)
 
     # -- database -------------------------------------------------------------------------
 

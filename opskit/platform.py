@@ -78,6 +78,10 @@ class Platform(Protocol):
         self, c: Any, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
     ) -> RolloutResult: ...
 
+    def restart(
+        self, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
+    ) -> RolloutResult: ...
+
     def log_scope(self) -> LogScope: ...
 
     def query_logs(
@@ -148,6 +152,37 @@ class KubePlatform(abc.ABC):
 
     def deployment_status(self) -> DeploymentStatus:
         return self.kube().deployment_status(self.env.service.deployment)
+
+    def restart(
+        self, reporter: Reporter, timeout_seconds: float, *, dry: bool = False
+    ) -> RolloutResult:
+        """``kubectl rollout restart deployment/NAME`` through the Kubernetes API, watched until
+        stable: the same image, new pods one by one. Every new pod runs the engine's start-up
+        recovery (``recoverAndStart`` → ``recoverReady``), which resumes (no work queue) or
+        queues every READY flight — the engine's own way to pick up READY flights."""
+        kube = self.kube()
+        name = self.env.service.deployment
+        if dry:
+            replicas = kube.deployment_status(name).replicas
+            return RolloutResult(
+                0.0, replicas, dry_run=f"restart deployment/{name} ({replicas} pods) and watch it"
+            )
+        before = kube.deployment_status(name)
+        reporter.emit(
+            "restart.start",
+            f"rollout restart of deployment/{name} in {self.env.namespace}",
+            deployment=name,
+        )
+        t0 = time.monotonic()
+        kube.restart_deployment(name)
+        # wait until the controller saw the new template before judging stability
+        deadline = time.monotonic() + 10
+        while kube.deployment_status(name).generation <= before.generation:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        seconds = kube.wait_rollout(name, timeout_seconds, reporter, started=t0)
+        return RolloutResult(seconds=seconds, replicas=kube.deployment_status(name).replicas)
 
     def query_logs(
         self,

@@ -37,6 +37,7 @@ import jinja2
 
 from opskit import paths
 from opskit.errors import ExitCode, OpsError
+from opskit.flightstory import alive, gantt, pod_lives, short_pod, state_diagram
 from opskit.journal import (
     Attempt,
     CommandRecord,
@@ -44,8 +45,15 @@ from opskit.journal import (
     JournalError,
     LogExcerpt,
     RepairRecord,
+    RepairStepRecord,
     load,
     parse_time,
+)
+from opskit.production import (
+    ProductionForm,
+    pods_in,
+    production_form,
+    sql_production_form,
 )
 from repairtool.clock import rfc3339
 
@@ -68,6 +76,8 @@ class OperationalRunbook:
     experiments: tuple[str, ...]
     requires: tuple[str, ...]
     requires_sql: tuple[str, ...] = ()
+    #: experiments whose runs the template quotes by name (``run_of``): all must have a journal
+    requires_runs: tuple[str, ...] = ()
 
     @property
     def filename(self) -> str:
@@ -82,23 +92,44 @@ RUNBOOKS: tuple[OperationalRunbook, ...] = (
     OperationalRunbook(
         "orphaned-running-flights",
         "Orphaned RUNNING flights",
-        ("decode-failure-on-resume", "multi-instance-pod-kill", "db-connection-drop"),
+        ("dead-owner-resume", "dead-owner-no-queue", "stale-instance", "decode-failure-fail"),
         ("flights-nonterminal", "instances", "logs", "orphans-dry-run", "audit"),
-        ("non-terminal-flights", "instances"),
+        ("non-terminal-flights",),
+        ("dead-owner-resume", "dead-owner-no-queue", "stale-instance", "decode-failure-fail"),
     ),
     OperationalRunbook(
         "flightmap-decode-failure",
         "FlightMap decode failure",
-        ("decode-failure-on-resume",),
-        ("decode", "flight-show", "logs", "orphans-dry-run", "audit"),
+        ("decode-failure-on-resume", "decode-failure-fail"),
+        ("decode", "flight-show", "logs", "orphans-dry-run", "orphans-fix-reencode", "audit"),
         ("flight-log",),
+        ("decode-failure-on-resume", "decode-failure-fail"),
     ),
     OperationalRunbook(
         "stuck-ready-or-queued-flights",
         "Stuck READY or QUEUED flights",
-        ("multi-instance-pod-kill", "single-instance-pod-kill", "db-connection-drop"),
+        (
+            "lost-queue-message",
+            "queued-past-ack-deadline",
+            "dead-owner-no-queue",
+            "decode-failure-fail",
+        ),
         ("flights-unowned", "instances", "orphans-dry-run", "audit"),
         ("unowned-ready-queued",),
+        (
+            "lost-queue-message",
+            "queued-past-ack-deadline",
+            "dead-owner-no-queue",
+            "decode-failure-fail",
+        ),
+    ),
+    OperationalRunbook(
+        "fatal-after-dependency-outage",
+        "FATAL flights after a dependency outage",
+        ("dismal-failure-force-ready",),
+        ("flights-fatal", "logs", "recover-force-ready", "recover-enqueue", "audit"),
+        ("flight-log",),
+        ("dismal-failure-force-ready",),
     ),
 )
 
@@ -271,6 +302,38 @@ class Quotes:
         """Everything quoted so far in this render, in order of first use."""
         return list(self.used)
 
+    def run_of(self, experiment: str) -> Journal | None:
+        """The newest journal of ``experiment`` among this render's journals."""
+        return next((j for j in self.journals if j.experiment.name == experiment), None)
+
+    def step_of(self, quote: CommandQuote) -> RepairStepRecord | None:
+        """The repair step record of a quoted repair command (its document, the status)."""
+        attempt = self.attempt_of(quote)
+        if attempt is None or attempt.repair is None or not attempt.repair.steps:
+            return None
+        at = parse_time(quote.at)
+        steps = [s for s in attempt.repair.steps if s.command_id == quote.id]
+        return min(steps, key=lambda s: abs(parse_time(s.at) - at), default=None)
+
+    def production(self, quote: CommandQuote) -> ProductionForm:
+        """The production form of a quoted command (:mod:`opskit.production`)."""
+        j = self.journal_of(quote)
+        flights = [a.flight_id for a in j.attempts if a.flight_id]
+        pods = pods_in([c.command for c in j.commands]) | {
+            p
+            for a in j.attempts
+            for p in (a.pods.receiver, a.pods.owner, a.pods.killed, a.pods.replacement)
+            if p
+        }
+        return production_form(quote.command, flight_ids=flights, pods=pods)
+
+    def sql_production(self, quote: SqlQuote) -> str:
+        """A quoted query with the rehearsal's flight ids as ``<FLIGHT_ID>``."""
+        j = self.journal_of(quote)
+        return sql_production_form(
+            quote.query, flight_ids=[a.flight_id for a in j.attempts if a.flight_id]
+        )
+
 
 # --------------------------------------------------------------------------------------------
 # Markdown and Mermaid helpers (pure functions, exposed to templates as filters)
@@ -370,13 +433,40 @@ def tidy(text: str) -> str:
 
 def _pod_label(name: str) -> str:
     """``workspacemanager-deployment-68f9b944d5-9kgzp`` → ``pod 68f9b944d5-9kgzp``."""
-    parts = name.split("-")
-    short = "-".join(parts[-2:]) if len(parts) >= 3 else name
-    return "pod " + re.sub(r"[^A-Za-z0-9 ._-]", "", short)
+    return "pod " + short_pod(name)
+
+
+_UUID_TEXT = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+#: a pod name (``<deployment>-<template hash, with a digit>-<5 chars>``), maybe after "pod "
+_POD_TEXT = re.compile(
+    r"\b(?:pod )?[a-z0-9][a-z0-9-]*-((?=[a-z]*[0-9])[a-z0-9]{6,10}-[a-z0-9]{5})\b"
+)
+_STATE_TEXT = re.compile(r"changed status to (\w+)")
+#: the longest note or message of a sequence diagram (longer text is cut, state changes never)
+SEQUENCE_TEXT_LIMIT = 110
+
+
+def _compact(text: str) -> str:
+    """Flight ids to their first 8 characters, pod names to their last two parts."""
+    return _POD_TEXT.sub(r"pod \1", _UUID_TEXT.sub(r"\1…", text))
+
+
+def _sequence_text(e: Any) -> str:
+    """An entry as a diagram note; an engine state change always keeps its new status."""
+    m = _STATE_TEXT.search(e.detail) if e.event == "state_change" else None
+    if m:
+        fid = _UUID_TEXT.search(e.detail)
+        flight = f" (flight {fid[1]}…)" if fid else ""
+        return mermaid_text(f"{clock(e.at)} → {m[1]}{flight}", limit=10_000)
+    return mermaid_text(_compact(f"{clock(e.at)} {e.event}: {e.detail}"), SEQUENCE_TEXT_LIMIT)
 
 
 def mermaid(attempt: Attempt) -> str:
-    """A Mermaid ``sequenceDiagram`` of an attempt's timeline (renders on GitHub)."""
+    """A Mermaid ``sequenceDiagram`` of an attempt's timeline (renders on GitHub).
+
+    Engine state changes are notes ``→ STATUS`` (never cut); an arrow starts at a pod only
+    while that pod is alive (:func:`opskit.flightstory.pod_lives`), otherwise the entry is a
+    note."""
     pods: list[str] = []
     p = attempt.pods
     for name in [p.receiver, p.owner, p.killed, p.replacement, *p.survivors]:
@@ -385,6 +475,7 @@ def mermaid(attempt: Attempt) -> str:
     for entry in attempt.timeline:
         if entry.pod and entry.pod not in pods:
             pods.append(entry.pod)
+    lives = pod_lives(attempt)
     alias = {name: f"P{i}" for i, name in enumerate(pods, 1)}
     lines = [
         "sequenceDiagram",
@@ -394,14 +485,15 @@ def mermaid(attempt: Attempt) -> str:
     lines += [f"    participant {alias[n]} as {_pod_label(n)}" for n in pods]
     lines.append("    participant DB as Stairway database")
     for e in attempt.timeline:
-        text = mermaid_text(f"{clock(e.at)} {e.event}: {e.detail}", limit=91)  # +1: the Z
+        text = _sequence_text(e)
         target = alias.get(e.pod or "")
         if e.source == "tool":
             lines.append(f"    Op->>{target}: {text}" if target else f"    Note over Op: {text}")
         elif e.source == "kube":
             lines.append(f"    K->>{target}: {text}" if target else f"    Note over K: {text}")
         elif e.source == "db":
-            lines.append(f"    {target}->>DB: {text}" if target else f"    Note over DB: {text}")
+            live = target is not None and alive(lives, e.pod or "", parse_time(e.at))
+            lines.append(f"    {target}->>DB: {text}" if live else f"    Note over DB: {text}")
         else:  # log
             lines.append(f"    Note over {target or 'K'}: {text}")
     return "\n".join(lines)
@@ -417,11 +509,25 @@ def log_lines(excerpts: Iterable[LogExcerpt]) -> list[str]:
 
 
 def expected_log_lines(journal: Journal) -> list[str]:
-    """The log excerpts of a run that show the lines its experiment expected (2021 layout)."""
-    wanted = journal.experiment.expect.log_lines
-    return log_lines(
-        x for a in journal.attempts for x in a.log_excerpts if any(w in x.message for w in wanted)
-    )
+    """The log excerpts of a run that show the lines its experiment expected (2021 layout):
+    each expected line with the attempt's flight and pods filled in (a placeholder with no value
+    matches on the text before it)."""
+    out: list[LogExcerpt] = []
+    for a in journal.attempts:
+        values = {
+            "flight": a.flight_id,
+            "killed": a.pods.killed,
+            "owner": a.pods.owner,
+            "replacement": a.pods.replacement,
+        }
+        wanted = []
+        for line in journal.experiment.expect.log_lines:
+            try:
+                wanted.append(line.format_map({k: v for k, v in values.items() if v}))
+            except KeyError:
+                wanted.append(line.split("{", 1)[0])
+        out += [x for x in a.log_excerpts if any(w and w in x.message for w in wanted)]
+    return log_lines(out)
 
 
 def _state(value: Any) -> str:
@@ -495,6 +601,22 @@ def applied_rows(doc: dict[str, Any] | None) -> list[list[Any]]:
     return rows
 
 
+def result_rows(doc: dict[str, Any] | None) -> list[list[Any]]:
+    """Rows (action, flight, outcome, before, after, audit id) of a ``repairtool.recover/1``
+    document's results."""
+    return [
+        [
+            r.get("action"),
+            r.get("flight_id"),
+            r.get("outcome"),
+            _state(r.get("before")),
+            _state(r.get("after")),
+            r.get("audit_id"),
+        ]
+        for r in (doc or {}).get("results", [])
+    ]
+
+
 def audit_rows(rows: Iterable[dict[str, Any]]) -> list[list[Any]]:
     """Rows (id, at, actor, action, flight, before, after, reason) of audit records."""
     return [
@@ -538,6 +660,9 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     env.globals.update(
         table=table,
         mermaid=mermaid,
+        state_diagram=state_diagram,
+        gantt=gantt,
+        result_rows=result_rows,
         log_lines=log_lines,
         expected_log_lines=expected_log_lines,
         finding_rows=finding_rows,
@@ -599,6 +724,10 @@ def _render(
         "repair_of": quotes.repair_of,
         "journal_of": quotes.journal_of,
         "journal_with": quotes.journal_with,
+        "run_of": quotes.run_of,
+        "step_of": quotes.step_of,
+        "production": quotes.production,
+        "sql_production": quotes.sql_production,
     }
     try:
         text = tidy(env.get_template(template).render(**functions, **context))
@@ -632,7 +761,8 @@ def render_all(
         order = search_order(journals, book.experiments)
         probe = Quotes(book.template, order)
         missing = tuple(
-            [c for c in book.requires if not probe.has_cmd(c)]
+            [f"run:{x}" for x in book.requires_runs if probe.run_of(x) is None]
+            + [c for c in book.requires if not probe.has_cmd(c)]
             + [f"sql:{s}" for s in book.requires_sql if not probe.has_sql(s)]
         )
         if missing:

@@ -11,6 +11,7 @@ into the database URL object only (hidden in every repr), never to output or dis
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from invoke import Context
 from sqlalchemy.engine import URL
 
 from opskit.dbproxy import cloud_sql_proxy
-from opskit.envs import Env, load_env
+from opskit.envchoice import ENV_VAR, configured_env
+from opskit.envs import Env, list_envs, load_env
 from opskit.events import Event, Reporter
 from opskit.local import LocalPlatform
 from opskit.platform import GkePlatform
@@ -26,7 +28,20 @@ from opskit.secrets import db_password
 from repairtool.errors import UsageError
 from repairtool.liveness import in_cluster
 from repairtool.stairway.db import DbSettings, parse_url
-from repairtool.target import Target
+from repairtool.target import DefaultEnv, Target
+
+
+def default_env() -> DefaultEnv:
+    """`repairtool`'s default environment: `$STAIRWAY_OPS_ENV`, else Invoke's
+    `stairway_ops.env` (invoke.yaml), else none; and how many env files exist."""
+    count = len(list_envs())
+    name = os.environ.get(ENV_VAR, "").strip()
+    if name:
+        return DefaultEnv(name, f"${ENV_VAR}", count)
+    configured = configured_env()
+    if configured:
+        return DefaultEnv(configured, "Invoke config stairway_ops.env", count)
+    return DefaultEnv(None, "", count)
 
 
 def resolve(name: str) -> Target:

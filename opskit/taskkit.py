@@ -30,6 +30,7 @@ from invoke import Context, Task, task
 from invoke.exceptions import Exit
 
 from opskit import paths
+from opskit.envchoice import Use, choose_env, configured_env
 from opskit.envs import Env, load_env
 from opskit.errors import Refused
 from opskit.events import ConsoleView, Event, JournalWriter, Reporter
@@ -134,8 +135,14 @@ def write_json_out(path: str | Path, doc: Any) -> None:
     p.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def env_of(name: str | None) -> Env:
-    return load_env(name)
+def env_of(name: str | None, c: Context | None = None, *, use: Use = "reads") -> Env:
+    """The environment a task acts on (:mod:`opskit.envchoice`: ``--env``,
+    ``$STAIRWAY_OPS_ENV``, Invoke's ``stairway_ops.env``, the only env file; refused for a
+    task that changes something when none was chosen), named on the first line of stderr."""
+    config = getattr(c, "config", None) if c is not None else None
+    choice = choose_env(name, use=use, configured=configured_env(config) if config else None)
+    print(choice.line(), file=sys.stderr, flush=True)
+    return load_env(choice.name)
 
 
 def console_reporter(

@@ -11,6 +11,7 @@ it with ``@ops_task(help={...}, dry=...)``, and list it in :data:`ns` at the bot
 
 from __future__ import annotations
 
+import json as jsonlib
 import sys
 import time
 from datetime import timedelta
@@ -25,6 +26,7 @@ from opskit import envs as envs_mod
 from opskit import local, paths, sandboxwatch, viaansible
 from opskit.cloudlogs import ENGINE_PHRASES, build_filter, parse_since
 from opskit.engine_events import flight_timeline
+from opskit.envs import load_env
 from opskit.envsetup import setup as do_setup
 from opskit.envsetup import setup_vars
 from opskit.errors import (
@@ -57,8 +59,12 @@ from opskit.watchdeploy import apply_manifests, render_manifests, watch_settings
 from repairtool.clock import rfc3339
 from repairtool.durations import InvalidDuration, parse_duration
 from repairtool.guards import confirm
+from repairtool.incident import incident_markdown
 
-ENV_HELP = "environment name (envs/NAME.yaml; default: local)"
+ENV_HELP = (
+    "environment name (envs/NAME.yaml); default: $STAIRWAY_OPS_ENV, Invoke's stairway_ops.env,"
+    " the only env file, else local for read-only tasks (a task that changes something refuses)"
+)
 VIA_HELP = "python (the official client; default) or ansible (the playbook, kubernetes.core)"
 JSON_OUT_HELP = "also write the result (or the error) as a JSON document to FILE"
 
@@ -75,7 +81,7 @@ def envs(c: Context, name: str | None = None, vars: bool = False, json: bool = F
     if vars and not name:
         raise UsageError("--vars needs --name NAME")
     if name:
-        env = env_of(name)
+        env = load_env(name)
         if vars:
             print_json(setup_vars(env))
         elif json:
@@ -87,7 +93,7 @@ def envs(c: Context, name: str | None = None, vars: bool = False, json: bool = F
     bad: list[str] = []
     for n in envs_mod.list_envs():
         try:
-            e = env_of(n)
+            e = load_env(n)
         except EnvError as exc:
             rows.append({"name": n, "error": str(exc)})
             bad.append(str(exc))
@@ -121,7 +127,7 @@ def setup(c: Context, env: str | None = None, quiet: bool = False) -> None:
     spec and suite into the env's state dir, and fetches cluster credentials (GKE) or prepares the
     sandbox (local). Prints what changed; a re-run changes nothing.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="changes")
     rd = run_dir("setup", e)
     result = do_setup(e, rd, reporter=console_reporter(rd, quiet=quiet))
     print(
@@ -139,7 +145,9 @@ def setup(c: Context, env: str | None = None, quiet: bool = False) -> None:
 @ops_task(help={"env": ENV_HELP}, dry="honoured")
 def build(c: Context, env: str | None = None) -> None:
     """Build the service image (GKE: `skaffold build` in <checkout>/local-dev; --dry echoes it)."""
-    platform_for(env_of(env)).build(c, console_reporter())
+    platform_for(env_of(env, c, use="reads" if is_dry(c) else "changes")).build(
+        c, console_reporter()
+    )
 
 
 @ops_task(
@@ -158,7 +166,7 @@ def deploy(c: Context, env: str | None = None, timeout: str = "10m", via: str = 
     With `inv --dry deploy` it says what it would roll and changes nothing. `--via ansible`
     runs playbooks/deploy.yml (kubernetes.core: k8s, k8s_info with wait_condition) instead.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="reads" if is_dry(c) else "changes")
     seconds = _duration("--timeout", timeout)
     rd = run_dir("deploy", e)
     if _via(via) == "ansible" and not is_dry(c):
@@ -166,6 +174,37 @@ def deploy(c: Context, env: str | None = None, timeout: str = "10m", via: str = 
         return
     result = platform_for(e).rollout(c, console_reporter(rd), seconds, dry=is_dry(c))
     print(result.message)
+
+
+@ops_task(
+    help={
+        "env": ENV_HELP,
+        "timeout": "how long to wait for the restarted pods (default: 10m)",
+        "yes": "do not ask y/N before restarting a GKE deployment",
+    },
+    dry="honoured",
+)
+def restart(c: Context, env: str | None = None, timeout: str = "10m", yes: bool = False) -> None:
+    """Rolling restart of the service (`kubectl rollout restart deployment/NAME`), watched.
+
+    The same image, new pods one by one: each new pod runs the engine's start-up recovery
+    (recoverAndStart → recoverReady), which resumes (no work queue) or queues every READY flight.
+    This is how a READY flight is picked up when the service has no work queue. Through the
+    Kubernetes API on GKE and on the sandbox alike; on a GKE env it asks y/N first.
+    """
+    e = env_of(env, c, use="reads" if is_dry(c) else "changes")
+    seconds = _duration("--timeout", timeout)
+    p = platform_for(e)
+    if is_dry(c):
+        print(p.restart(console_reporter(), seconds, dry=True).message)
+        return
+    if e.kind == "gke":
+        confirm(f"About to restart deployment/{e.service.deployment} in {e.namespace}. Continue?",
+                yes=yes)  # fmt: skip
+    rd = run_dir("restart", e)
+    result = p.restart(console_reporter(rd), seconds)
+    print(f"restarted deployment/{e.service.deployment}: {result.replicas} pods;"
+          f" {result.message}")  # fmt: skip
 
 
 @ops_task(help={"env": ENV_HELP, "via": VIA_HELP}, dry="refused")
@@ -177,7 +216,7 @@ def db_proxy(c: Context, env: str | None = None, via: str = "python") -> None:
     (`inv connect-db` reads it from where the service keeps it). `--via ansible` runs
     playbooks/db-proxy.yml (which also checks the password's Secret with kubernetes.core).
     """
-    e = env_of(env)
+    e = env_of(env, c)
     if _via(via) == "ansible":
         _db_proxy_via_ansible(e)
         return
@@ -230,7 +269,7 @@ def deploy_watch(c: Context, env: str | None = None, out: str | None = None) -> 
     PrometheusRule (finding older than `watch.alert_after`, scans failing, watcher absent) and
     a PodMonitor. `inv --dry deploy-watch` renders and lists them, and applies nothing.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="reads" if is_dry(c) or out else "changes")
     manifests = render_manifests(e)
     if out:
         for p in write_manifests(manifests, Path(out)):
@@ -253,7 +292,7 @@ def deploy_watch(c: Context, env: str | None = None, out: str | None = None) -> 
 @ops_task(help={"env": ENV_HELP})
 def connect_db(c: Context, env: str | None = None) -> None:
     """Open psql on the env's Stairway database (starting the Cloud SQL proxy for GKE)."""
-    with platform_for(env_of(env)).db(c, console_reporter()) as target:
+    with platform_for(env_of(env, c)).db(c, console_reporter()) as target:
         print(target.psql_line())
         result = c.run(
             target.psql_line(), pty=sys.stdin.isatty(), warn=True, env=target.child_env()
@@ -274,6 +313,7 @@ def connect_db(c: Context, env: str | None = None) -> None:
         "timeout": "overall time limit (default: 2 x the env's delay + 5m, at least 10m)",
         "settle": "stop following when nothing changed this long (default: the delay + 1m)",
         "grace": "pod deletion grace period, e.g. 0s or 30s (default: the pod's)",
+        "replacement_timeout": "how long to wait for the replacement pod (default: 3m)",
         "yes": "do not ask y/N before killing a pod of a GKE env",
         "json": "print the result as JSON",
         "json_out": JSON_OUT_HELP,
@@ -291,6 +331,7 @@ def kill_pod(
     timeout: str | None = None,
     settle: str | None = None,
     grace: str | None = None,
+    replacement_timeout: str | None = None,
     yes: bool = False,
     json: bool = False,
     json_out: str | None = None,
@@ -304,10 +345,10 @@ def kill_pod(
     stuck. Prints and saves the timeline (artifacts/kill-pod-*/kill-pod.json). On a GKE env it
     asks y/N first (--yes skips it); `inv --dry kill-pod` says what it would kill and stops.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="reads" if is_dry(c) else "changes")
     opts = KillPodOptions.for_env(
         e, flight=flight, pod=pod, namespace=namespace, when_step=when_step,
-        timeout=timeout, settle=settle, grace=grace,
+        timeout=timeout, settle=settle, grace=grace, replacement_timeout=replacement_timeout,
     )  # fmt: skip
     p = platform_for(e)
     rd = run_dir("kill-pod", e)
@@ -395,7 +436,7 @@ def logs(
     Uses the standard filter (project, cluster, namespace, location, container, without /status
     and /version requests) and always an explicit time bound (--since).
     """
-    e = env_of(env)
+    e = env_of(env, c)
     start = parse_since(since)
     end = parse_since(until, "--until") if until else None
     pod_name = split_pod_arg(pod, e.namespace) if pod else None
@@ -452,7 +493,7 @@ def run_test(
     GKE: TestRunner (`./gradlew runTest --args="suites/kill-pod-<env>.json /tmp/TR"`). Local: the
     same journey (create → get → delete workspace) against the sandbox API.
     """
-    e = env_of(env)
+    e = env_of(env, c, use="changes")
     rd = run_dir("run-test", e)
     summary = platform_for(e).run_test(c, suite, console_reporter(rd, quiet=json), rd)
     if json_out:
@@ -503,7 +544,7 @@ def experiment(
     definition = load_definition(name)
     if delay is not None:
         definition = definition.with_delay(_duration("--delay", delay))
-    e = env_of(env)
+    e = env_of(env, c, use="rehearsal")
     rd = paths.new_run_dir(f"{definition.name}-{e.name}")
     # live: everything but the bulky --json documents (they are in the run's commands/*.log)
     rep = console_reporter(rd, show=lambda ev: not ev.data.get("quiet"))
@@ -531,17 +572,28 @@ def experiment(
         "journal": "a journal.json or a directory of them (repeatable); default runbooks/journals/",
         "out": "output directory (default: runbooks/)",
         "check": "write nothing; exit 1 when a file in --out differs from what would be rendered",
+        "incident": "print the incident note of a repair instead: FILE is the JSON document"
+        " of `repairtool orphans … --fix -o json` (or `repairtool recover … --json`)",
     },
 )
 def runbook(
-    c: Context, journal: list[str] | None = None, out: str | None = None, check: bool = False
+    c: Context,
+    journal: list[str] | None = None,
+    out: str | None = None,
+    check: bool = False,
+    incident: str | None = None,
 ) -> None:
     """Render the runbooks from experiment journals only (never from live state).
 
     The same journals give byte-identical Markdown: experiment records, the operational
-    runbooks (orphaned RUNNING flights, FlightMap decode failure, stuck READY/QUEUED flights)
-    and an index. Every command they quote was executed by the run that wrote the journal.
+    runbooks (orphaned RUNNING flights, FlightMap decode failure, stuck READY/QUEUED flights,
+    FATAL after a dependency outage) and an index. Every command they quote was executed by the
+    run that wrote the journal. With --incident FILE it prints a short Markdown note of a real
+    repair (findings, changes, audit ids) to paste into an incident channel.
     """
+    if incident:
+        sys.stdout.write(incident_markdown(read_json_document(incident)))
+        return
     sources = [Path(j) for j in journal] if journal else [paths.PROJECT_ROOT / "runbooks/journals"]
     journals = load_journals(sources)
     out_dir = Path(out) if out else paths.PROJECT_ROOT / "runbooks"
@@ -561,13 +613,14 @@ BENCHES = {
     "decode": "bench/bench_decode.py",
     "orphans": "bench/bench_orphans.py",
     "sandbox": "bench/bench_sandbox_startup.py",
+    "resume": "bench/bench_resume.py",
 }
 
 
 @ops_task(
     dry="honoured",
     help={
-        "which": "decode, orphans, sandbox or all (default: all)",
+        "which": "decode, orphans, sandbox, resume or all (default: all)",
         "flights": "flights in the generated database for the orphans benchmark (default: 1000000)",
         "repeat": "repetitions per measurement; medians are reported (default: 3)",
     },
@@ -577,13 +630,19 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
 
     decode: FlightMap decode values/s vs json.loads; orphans: `repairtool orphans --json` end to
     end vs the same detection as one psql query (the floor) on a generated database; sandbox:
-    2-replica sandbox start-up vs a bare Postgres start.
+    2-replica sandbox start-up vs a bare Postgres start; resume: resume latency (owner death to
+    RUNNING and to SUCCESS, median and p90) of the single- and multi-replica pod-kill
+    experiments with and without a work queue, vs the ack deadline and the DelayHook.
     """
     names = list(BENCHES) if which == "all" else [which]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         raise UsageError(f"unknown benchmark {unknown[0]!r}; one of {', '.join(BENCHES)}")
-    args = {"orphans": f" --flights {flights} --repeat {repeat}", "sandbox": f" --rounds {repeat}"}
+    args = {
+        "orphans": f" --flights {flights} --repeat {repeat}",
+        "sandbox": f" --rounds {repeat}",
+        "resume": f" --runs {repeat}",
+    }
     for name in names:
         print(f"== {name}")
         result = c.run(
@@ -612,7 +671,7 @@ def conformance(c: Context, cases: int = 20_000) -> None:
 
 @ops_task(
     help={
-        "only": "soak names or prefixes: race, faults, fuzz, secrets (default: all)",
+        "only": "soak names or prefixes: race, faults, fuzz, secrets, cli, sandbox (default: all)",
         "scale": "fraction of the full trial counts (default: 1.0)",
         "seed": "random seed (default: a new one, printed per soak)",
         "json": "also write the figures to this JSON file",
@@ -667,7 +726,7 @@ def sandbox_up(
     metrics URL is printed, its JSON log is <sandbox state>/watch.log; `inv sandbox.down`
     stops it.
     """
-    e = local.require_local(env_of(env))
+    e = local.require_local(env_of(env, c, use="rehearsal"))
     if (auto_resume or watch_interval or min_age or max_per_hour) and not watch:
         raise UsageError(
             "--watch-interval, --auto-resume, --max-per-hour and --min-age need --watch"
@@ -696,14 +755,14 @@ def sandbox_up(
 @ops_task(help={"env": "a local environment (envs/NAME.yaml; default: local)"}, dry="refused")
 def sandbox_down(c: Context, env: str | None = None) -> None:
     """Stop every process of the local sandbox (pods, supervisor, emulator, Postgres)."""
-    was = local.down(local.require_local(env_of(env)))
+    was = local.down(local.require_local(env_of(env, c, use="rehearsal")))
     print("sandbox stopped" if was else "sandbox was not running")
 
 
 @ops_task(help={"env": "a local environment (envs/NAME.yaml; default: local)", "json": "as JSON"})
 def sandbox_status(c: Context, env: str | None = None, json: bool = False) -> None:
     """Show what runs in the local sandbox; exit 8 (PLATFORM_UNREACHABLE) when it is down."""
-    st = local.status(local.require_local(env_of(env)))
+    st = local.status(local.require_local(env_of(env, c, use="rehearsal")))
     if json:
         print_json(st.as_dict())
     else:
@@ -719,6 +778,22 @@ def sandbox_status(c: Context, env: str | None = None, json: bool = False) -> No
             print(f"  watcher: pid {running.pid}  metrics {running.metrics_url}")
     if not st.running:
         raise Exit(code=int(ExitCode.PLATFORM_UNREACHABLE))
+
+
+def read_json_document(path: str) -> Any:
+    """A JSON document from a file (``-`` is stdin); bad input is one line."""
+    text = sys.stdin.read() if path == "-" else _read(path)
+    try:
+        return jsonlib.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not JSON ({exc})") from None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NotFound(f"{path}: {exc.strerror or exc}") from None
 
 
 def _duration(flag: str, value: str) -> float:
@@ -765,7 +840,7 @@ sandbox_ns.add_task(sandbox_status, name="status")
 
 #: the collection (the root ``tasks.py`` re-exports it for ``inv``)
 ns = Collection(
-    envs, setup, build, deploy, db_proxy, connect_db, kill_pod, logs, run_test, experiment,
-    runbook, bench, conformance, soak, deploy_watch,
+    envs, setup, build, deploy, restart, db_proxy, connect_db, kill_pod, logs, run_test,
+    experiment, runbook, bench, conformance, soak, deploy_watch,
 )  # fmt: skip
 ns.add_collection(sandbox_ns)

@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from repairtool.durations import format_duration, parse_duration
+from repairtool.yamlstrict import UniqueKeyLoader
 
 T = TypeVar("T")
 ErrorFactory = Callable[[str], Exception]
@@ -102,29 +103,6 @@ JsonScalar = Annotated[Any, BeforeValidator(_scalar)]
 # parsing files
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key that appears twice in one mapping."""
-
-
-def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
 def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -145,6 +123,8 @@ def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
         if problem.startswith("duplicate key"):
             raise error(f"{shown}:{where} {problem}") from None
         raise error(f"{shown}:{where} not valid YAML") from None
+    except RecursionError:  # PyYAML's parser recurses: a file nested thousands deep
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
@@ -162,6 +142,8 @@ def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
         return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise error(f"{shown}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def load_yaml(path: Path, shown: str, error: ErrorFactory) -> Any:

@@ -11,6 +11,10 @@ Kinds (strings are part of the `--json` contract):
 - `unowned_running`: RUNNING with no owner (`stairway_id` NULL). No engine path leaves a flight
   like this and nothing picks it up (resume() never takes RUNNING; disownRecovery selects by
   owner); reported only — repair it by naming it with an action.
+- `queued_overdue` (informational, proposed action none): QUEUED or READY, unowned, for longer
+  than the work queue's ack deadline plus a margin but not yet `unqueued`. Its READY message
+  went to a pod that never acked it (the pod died or hung): Pub/Sub redelivers it only after the
+  deadline (100 s as the engine creates the subscription), so the flight is slow, maybe lost.
 
 Detection reads only what it needs: one scan of `flight` for the non-terminal statuses, then the
 flight log heads and inputs of those few flights through their primary-key indexes. The read is
@@ -36,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +64,24 @@ class Kind(enum.StrEnum):
     STALE_INSTANCE = "stale_instance"
     UNDECODABLE = "undecodable"
     UNOWNED_RUNNING = "unowned_running"
+    QUEUED_OVERDUE = "queued_overdue"
+
+
+#: kinds that report a delay, not a flight the engine will never finish: no action is proposed
+#: and they do not change the exit code
+INFORMATIONAL: frozenset[Kind] = frozenset({Kind.QUEUED_OVERDUE})
+
+#: the ack deadline the engine creates its work-queue subscription with (stairway-engine.md §3.4)
+ENGINE_ACK_DEADLINE = dt.timedelta(seconds=100)
+ENGINE_ACK_DEADLINE_SOURCE = (
+    "the engine's default: Stairway creates its subscription with a 100 s ack deadline"
+    " (no work queue to read it from)"
+)
+#: how the age of an unowned flight is measured (the engine records no status-change time)
+AGE_MEASURED_FROM = (
+    "the last recorded activity (submit time, newest flight-log row, last repairtool change):"
+    " the engine keeps no status-change time"
+)
 
 
 class Action(enum.StrEnum):
@@ -97,6 +120,11 @@ class Finding:
             **({"instance": self.instance} if self.instance else {}),
         }
 
+    @property
+    def informational(self) -> bool:
+        """Reports a delay only: no action, no effect on the exit code."""
+        return self.kind in INFORMATIONAL
+
 
 @dataclass(frozen=True)
 class Options:
@@ -107,6 +135,13 @@ class Options:
     flight_ids: tuple[str, ...] = ()
     catalog: Catalog | None = None
     reader: ReaderVersion = ReaderVersion.TYPED
+    #: the work queue's ack deadline (a message no pod acked comes back after it) and where the
+    #: figure comes from; `queued_overdue` = unowned longer than the deadline + `overdue_margin`
+    ack_deadline: dt.timedelta = ENGINE_ACK_DEADLINE
+    ack_deadline_source: str = ENGINE_ACK_DEADLINE_SOURCE
+    overdue_margin: dt.timedelta = dt.timedelta(seconds=30)
+    #: reads (deadline, source) when a flight may be overdue: at most once, and only then
+    ack_deadline_reader: Callable[[], tuple[dt.timedelta, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +299,7 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
         live_ids = set(liveness.live) | {sid for n, sid in instances.items() if n in liveness.live}
     registered_ids = set(instances.values())
 
+    ack = _AckDeadline(options)
     running = [r for r in rows if r.status == "RUNNING"]
     decode_failures = _decode_flights(conn, running, options) if options.catalog else {}
     findings: list[Finding] = []
@@ -353,6 +389,8 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     + "; only a pod start or a pod deletion (recoverReady) queues it"
                 )
                 findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
+            elif ref is not None and ack.overdue(now - ref):
+                findings.append(_overdue_finding(r, now, ref, ack, evidence))
         elif r.status == "QUEUED" and r.stairway_id is None:
             ref = since.changed_at or since.lower_bound
             if ref is not None and now - ref > options.queue_retention:
@@ -363,6 +401,8 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     " its message has expired"
                 )
                 findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
+            elif ref is not None and ack.overdue(now - ref):
+                findings.append(_overdue_finding(r, now, ref, ack, evidence))
     if liveness.live is not None and not options.flight_ids:
         outside = _running_outside_filter(conn, options) if options.class_name else {}
         for name, sid in sorted(instances.items()):
@@ -391,6 +431,68 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                 )
             )
     return Detection(tuple(findings), liveness, now, len(rows), tuple(sorted(instances)))
+
+
+#: Pub/Sub's shortest ack deadline: no flight younger than this plus the margin is overdue
+MIN_ACK_DEADLINE = dt.timedelta(seconds=10)
+
+
+class _AckDeadline:
+    """The ack deadline, read (once) only when a flight is old enough to be overdue at all."""
+
+    def __init__(self, options: Options) -> None:
+        self.deadline = options.ack_deadline
+        self.source = options.ack_deadline_source
+        self.margin = options.overdue_margin
+        self._reader = options.ack_deadline_reader
+
+    def overdue(self, age: dt.timedelta) -> bool:
+        if age <= MIN_ACK_DEADLINE + self.margin:
+            return False
+        if self._reader is not None:
+            self.deadline, self.source = self._reader()
+            self._reader = None
+        return age > self.deadline + self.margin
+
+
+def _overdue_finding(
+    r: Any, now: dt.datetime, since: dt.datetime, ack: _AckDeadline, evidence: dict[str, Any]
+) -> Finding:
+    """`queued_overdue`: unowned longer than one ack deadline (+ margin); informational."""
+    deadline = int(ack.deadline.total_seconds())
+    age = int((now - since).total_seconds())
+    evidence |= {
+        "age": _age(now, since),
+        "age_seconds": age,
+        "ack_deadline": f"{deadline}s",
+        "ack_deadline_seconds": deadline,
+        "ack_deadline_source": ack.source,
+        "margin": f"{int(ack.margin.total_seconds())}s",
+        "measured_from": AGE_MEASURED_FROM,
+    }
+    if r.status == "QUEUED":
+        evidence["why"] = (
+            f"QUEUED for {_age(now, since)}, longer than the ack deadline ({deadline}s) plus"
+            f" {evidence['margin']}: its READY message went to a pod that did not ack it (the pod"
+            " died or hung); Pub/Sub redelivers it only after the deadline, and a live pod then"
+            " takes it. Slow, not yet lost: it becomes `unqueued` after the queue retention"
+        )
+    else:
+        evidence["why"] = (
+            f"{r.status} and unowned for {_age(now, since)}, longer than the ack deadline"
+            f" ({deadline}s) plus {evidence['margin']}: nothing has queued it; a pod start or a"
+            " pod deletion (recoverReady) will. It becomes `unqueued` after --unqueued-after"
+        )
+    evidence["note"] = "informational: no action proposed; the exit code ignores it"
+    return Finding(
+        Kind.QUEUED_OVERDUE,
+        r.flightid,
+        r.class_name,
+        r.status,
+        r.stairway_id,
+        Action.NONE,
+        evidence,
+    )
 
 
 def _running_outside_filter(conn: Connection, options: Options) -> dict[str, int]:
@@ -427,7 +529,7 @@ def _finding(
     else:
         ev["note"] = (
             "a live owner may still be running a slow step; repair it only by naming it"
-            " (--flight ID)"
+            " (--flight ID) with --force"
         )
         action = Action.NONE
     return Finding(kind, r.flightid, r.class_name, r.status, r.stairway_id, action, ev)

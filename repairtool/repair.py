@@ -138,6 +138,8 @@ def build_plan(
     report_only: list[Finding] = []
     enqueue = ("enqueue",) if queue is not None else ()
     for f in detection.findings:
+        if f.informational:
+            continue  # a delay, reported only (`repairtool recover enqueue` re-sends by hand)
         if f.kind is Kind.STALE_INSTANCE:
             if detection.liveness.confidence is Confidence.LOW:
                 report_only.append(f)
@@ -304,6 +306,7 @@ class Applied:
             "results": [
                 {
                     "step": r.action,
+                    "flight_id": r.flight_id,
                     "outcome": r.outcome.value,
                     "before": r.before,
                     "after": r.after,

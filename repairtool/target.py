@@ -7,6 +7,7 @@ also knows where the local sandbox is). This keeps the dependency one way: opski
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -15,6 +16,10 @@ from repairtool.errors import UsageError
 from repairtool.stairway.db import DbSettings
 
 GROUP = "repairtool.targets"
+#: the entry-point group of the default-environment chooser (`$STAIRWAY_OPS_ENV`, Invoke config)
+CHOICE_GROUP = "repairtool.env_choice"
+#: the variable that selects the environment for `repairtool` and `inv` alike
+ENV_VAR = "STAIRWAY_OPS_ENV"
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,24 @@ def resolve(name: str) -> Target:
         )
     resolver: Resolver = found[0].load()
     return resolver(name)
+
+
+@dataclass(frozen=True)
+class DefaultEnv:
+    """What the ops layer says when no `--env`/`--db` was given: the environment chosen by
+    `$STAIRWAY_OPS_ENV` or Invoke's configuration (None: nothing chosen), and how many
+    environment files exist (more than one: a command that changes something must not guess)."""
+
+    name: str | None
+    source: str
+    env_files: int
+
+
+def default_env() -> DefaultEnv:
+    """`$STAIRWAY_OPS_ENV`, else the registered chooser (Invoke's `stairway_ops.env`)."""
+    found = list(entry_points(group=CHOICE_GROUP))
+    if found:
+        chooser: Callable[[], DefaultEnv] = found[0].load()
+        return chooser()
+    name = os.environ.get(ENV_VAR, "").strip() or None
+    return DefaultEnv(name, f"${ENV_VAR}", 0)

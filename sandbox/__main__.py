@@ -1,5 +1,10 @@
-"""`python -m sandbox up|down|status` — a thin command line over `sandbox.lifecycle` (what
-`inv sandbox.*` wraps). Exit codes: 0 ok, 1 not running (status), 2 usage, 3 start failed."""
+"""`python -m sandbox up|down|status|switches` — a thin command line over `sandbox.lifecycle`
+(what `inv sandbox.*` wraps). Exit codes: 0 ok, 1 not running (status, switches), 2 usage, 3 start
+failed.
+
+`switches --set NAME=on|off …` turns the sandbox's run-time faults on and off (experiments drive
+them from their definition): `replace_deleted_pods`, `pod_watch_dropped`, `work_queue_detached`,
+`hold_queue_messages` (see `sandbox.cluster.Switches`)."""
 
 from __future__ import annotations
 
@@ -8,8 +13,23 @@ import json
 import sys
 from pathlib import Path
 
+from sandbox.cluster import Switches
 from sandbox.config import WORKSPACE_CREATE_FLIGHT, DelayHookConfig, SandboxConfig
-from sandbox.lifecycle import SandboxError, destroy, down, status, up
+from sandbox.lifecycle import SandboxError, SandboxHandle, destroy, down, status, up
+
+ON = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def _switch(text: str) -> tuple[str, bool]:
+    """`NAME=on|off` (also true/false, 1/0)."""
+    name, _, value = text.partition("=")
+    if name not in Switches.names():
+        raise argparse.ArgumentTypeError(
+            f"unknown switch {name!r} (known: {', '.join(Switches.names())})"
+        )
+    if value.lower() not in ON:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is on or off")
+    return name, ON[value.lower()]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,10 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="start Postgres, the Pub/Sub emulator, the supervisor and pods")
     d = sub.add_parser("down", help="stop every process of the sandbox")
     s = sub.add_parser("status", help="what runs in the state directory")
-    for cmd in (u, d, s):
+    w = sub.add_parser("switches", help="show or set the run-time switches (faults)")
+    for cmd in (u, d, s, w):
         cmd.add_argument("--state-dir", type=Path, default=None)
-    for cmd in (u, s):
+    for cmd in (u, s, w):
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    w.add_argument(
+        "--set",
+        dest="switches",
+        action="append",
+        type=_switch,
+        default=[],
+        metavar="NAME=on|off",
+        help="set a switch (repeatable): " + ", ".join(Switches.names()),
+    )
     u.add_argument("--replicas", type=int, default=2)
     u.add_argument("--engine-version", default="0.0.60")
     u.add_argument("--reader-version", default=None)
@@ -70,6 +100,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  kubeconfig: {handle.kubeconfig}")
             print(f"  logging:    {handle.logging_url}  (entries:list)")
             print(f"  queue:      {handle.topic_path if handle.queue_enabled else 'none'}")
+        return 0
+    if args.command == "switches":
+        try:
+            handle = SandboxHandle.load(args.state_dir)
+            values = (
+                handle.set_switches(**dict(args.switches)) if args.switches else handle.switches()
+            )
+        except (SandboxError, OSError) as error:
+            print(f"error: the sandbox is not running: {error}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(values, indent=2, sort_keys=True))
+        else:
+            for name, value in values.items():
+                print(f"{name:<22} {'on' if value else 'off'}")
         return 0
     if args.command == "down":
         if args.purge:

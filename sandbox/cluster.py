@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -180,6 +180,8 @@ class Watcher:
         self.namespace = namespace
         self.match = match
         self.events: queue.Queue[Any] = queue.Queue()
+        #: opened by a pod (its service-account token), not by an operator's client
+        self.from_pod = False
 
     def wants(self, ev: WatchEvent) -> bool:
         if ev.kind != self.kind:
@@ -305,9 +307,9 @@ class ObjectStore:
             if w in self._watchers:
                 self._watchers.remove(w)
 
-    def abort_watchers(self, kind: str) -> int:
+    def abort_watchers(self, kind: str, only: Callable[[Watcher], bool] | None = None) -> int:
         with self.lock:
-            victims = [w for w in self._watchers if w.kind == kind]
+            victims = [w for w in self._watchers if w.kind == kind and (only is None or only(w))]
         for w in victims:
             w.abort()
         return len(victims)
@@ -385,16 +387,28 @@ class _Pod:
 
 @dataclass
 class Switches:
-    """Run-time switches of the sandbox cluster."""
+    """Run-time switches of the sandbox (faults an experiment turns on and off).
+
+    - ``replace_deleted_pods``: the ReplicaSet replaces a deleted pod (off: it does not, as when
+      the node pool has no room);
+    - ``pod_watch_dropped``: every pod watch is cut and new ones fail (TCL's listener gives up);
+    - ``work_queue_detached``: the work-queue subscription is deleted; messages published
+      meanwhile are lost for good (it is created again, empty, when the switch goes off);
+    - ``hold_queue_messages``: a pod that receives READY messages neither processes nor acks
+      them, like a pod that took a batch and died: Pub/Sub redelivers after the ack deadline.
+    """
 
     replace_deleted_pods: bool = True
     pod_watch_dropped: bool = False
+    work_queue_detached: bool = False
+    hold_queue_messages: bool = False
 
     def as_dict(self) -> dict[str, bool]:
-        return {
-            "replace_deleted_pods": self.replace_deleted_pods,
-            "pod_watch_dropped": self.pod_watch_dropped,
-        }
+        return {f.name: bool(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
 
 
 @dataclass
@@ -1017,6 +1031,9 @@ class Cluster:
 
                 self.store.mutate("deployments", self.ns, self.spec.deployment_name, bump)
                 self._ensure_rs(template_hash(after["spec"]["template"]), revision)
+                # a new ReplicaSet scales to spec.replicas: the pods the old one did not
+                # replace (replace_deleted_pods off) are scheduled again by the rollout
+                self._held = 0
             if after["spec"].get("replicas") != before["spec"].get("replicas"):
                 self.event(
                     "Deployment",
@@ -1030,16 +1047,19 @@ class Cluster:
             self.reconcile()
             return self.store.get("deployments", self.ns, self.spec.deployment_name)
 
-    def set_switches(
-        self, *, replace_deleted_pods: bool | None = None, pod_watch_dropped: bool | None = None
-    ) -> Switches:
+    def set_switches(self, **changes: bool | None) -> Switches:
+        """Set the named switches (None: leave as is); an unknown name is a ValueError."""
+        unknown = sorted(set(changes) - set(Switches.names()))
+        if unknown:
+            raise ValueError(
+                f"unknown switch {unknown[0]!r} (known: {', '.join(Switches.names())})"
+            )
         with self.lock:
-            if replace_deleted_pods is not None:
-                self.switches.replace_deleted_pods = replace_deleted_pods
-            if pod_watch_dropped is not None:
-                self.switches.pod_watch_dropped = pod_watch_dropped
-        if pod_watch_dropped:
-            self.store.abort_watchers("pods")
+            for name, value in changes.items():
+                if value is not None:
+                    setattr(self.switches, name, bool(value))
+        if changes.get("pod_watch_dropped"):
+            self.store.abort_watchers("pods", lambda w: w.from_pod)
         return self.switches
 
     def pod_names(self) -> list[str]:

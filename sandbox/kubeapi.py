@@ -7,9 +7,10 @@ objects put in the store's `secrets`), events (list/watch),
 deployments (get/list/watch/patch, `deployments/scale`) and replica sets (get/list). Lists are
 returned as server-side Tables when the client asks for them (`kubectl get`). Watches are chunked
 JSON lines, honour `resourceVersion` and `timeoutSeconds`, and start with ADDED for the current
-objects when no resourceVersion is given. While the `pod_watch_dropped` switch is on, pod
-watches are cut without the closing chunk (the client sees a broken stream, as TCL's listener
-did: "IO Exception during hasNext method.").
+objects when no resourceVersion is given. While the `pod_watch_dropped` switch is on, the pods'
+own pod watches (their service-account token, `sandbox.podlistener.POD_TOKEN`) are cut without
+the closing chunk (the client sees a broken stream, as TCL's listener did: "IO Exception during
+hasNext method."); an operator's watch (`kubectl`, `inv kill-pod`) goes on.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sandbox.cluster import (
     pod_display_status,
 )
 from sandbox.httpserve import LoopbackServer, QuietHandler
+from sandbox.podlistener import POD_TOKEN
 
 SERVER_VERSION = {
     "major": "1",
@@ -572,13 +574,14 @@ class _Handler(QuietHandler):
             )
         except Gone as error:
             return self._status(410, "Expired", str(error))
+        w.from_pod = self.headers.get("Authorization", "") == f"Bearer {POD_TOKEN}"
         table = self._wants_table()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        dropped = res == "pods" and c.switches.pod_watch_dropped
+        dropped = res == "pods" and c.switches.pod_watch_dropped and w.from_pod
         try:
             end = time.monotonic() + timeout
             while not dropped and not api._closing.is_set():

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -174,18 +175,24 @@ class SandboxHandle:
                 return f"http://127.0.0.1:{p['port']}"
         raise SandboxError(f"pod {pod} is not running")
 
-    def set_switches(
-        self, *, replace_deleted_pods: bool | None = None, pod_watch_dropped: bool | None = None
-    ) -> dict[str, bool]:
-        """`replace_deleted_pods=False`: the ReplicaSet does not replace deleted pods;
-        `pod_watch_dropped=True`: every pod watch is cut, and new ones fail, until reset."""
-        body: dict[str, Any] = {}
-        if replace_deleted_pods is not None:
-            body["replace_deleted_pods"] = replace_deleted_pods
-        if pod_watch_dropped is not None:
-            body["pod_watch_dropped"] = pod_watch_dropped
-        out: dict[str, bool] = self._admin("POST", "/sandbox/v1/switches", body)
+    def set_switches(self, **switches: bool | None) -> dict[str, bool]:
+        """Set run-time switches (``sandbox.cluster.Switches``; None leaves one as is):
+        `replace_deleted_pods=False`: the ReplicaSet does not replace deleted pods;
+        `pod_watch_dropped=True`: every pod watch is cut, and new ones fail, until reset;
+        `work_queue_detached=True`: the subscription is deleted (messages published meanwhile
+        are lost); `hold_queue_messages=True`: pods receive READY messages but neither process
+        nor ack them (redelivered after the ack deadline). Returns every switch's value."""
+        body = {k: v for k, v in switches.items() if v is not None}
+        try:
+            out: dict[str, bool] = self._admin("POST", "/sandbox/v1/switches", body)
+        except urllib.error.HTTPError as error:
+            message = json.loads(error.read() or b"{}").get("message", str(error))
+            raise SandboxError(f"switches: {message}") from None
         return out
+
+    def switches(self) -> dict[str, bool]:
+        """Every switch's value."""
+        return dict(self._admin("GET", "/sandbox/v1/state")["switches"])
 
     def wait_ready(self, replicas: int | None = None, timeout: float = 60.0) -> list[str]:
         want = self.config.replicas if replicas is None else replicas

@@ -16,6 +16,9 @@ WATCH_INITIAL_WAIT = 5
 WATCH_MAX_WAIT = 30
 #: what the Java client's Watch iterator throws when the stream breaks
 JAVA_WATCH_IO_ERROR = "java.lang.RuntimeException: IO Exception during hasNext method."
+#: the pods' own credential (their service account's token), unlike an operator's kubeconfig:
+#: the `pod_watch_dropped` switch cuts the pods' watches only, as a broken listener would
+POD_TOKEN = "sandbox-pod-serviceaccount"
 
 
 @functools.lru_cache(maxsize=4)
@@ -25,7 +28,7 @@ def core_api(server_url: str) -> Any:
 
     cfg = client.Configuration()
     cfg.host = server_url
-    cfg.api_key = {"authorization": "Bearer sandbox"}
+    cfg.api_key = {"authorization": f"Bearer {POD_TOKEN}"}
     return client.CoreV1Api(client.ApiClient(cfg))
 
 

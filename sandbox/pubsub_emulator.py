@@ -145,14 +145,7 @@ class PubSubEmulator:
     ) -> None:
         """The engine's QueueCreate: topic + pull subscription (ack deadline, 3-day retention)."""
         self._put(f"/v1/projects/{project}/topics/{topic}")
-        self._put(
-            f"/v1/projects/{project}/subscriptions/{subscription}",
-            {
-                "topic": f"projects/{project}/topics/{topic}",
-                "ackDeadlineSeconds": ack_deadline_seconds,
-                "messageRetentionDuration": RETENTION,
-            },
-        )
+        create_subscription(self.host, project, topic, subscription, ack_deadline_seconds)
 
     def subscription(self, project: str, subscription: str) -> dict[str, object]:
         with urllib.request.urlopen(
@@ -160,3 +153,48 @@ class PubSubEmulator:
         ) as resp:
             out: dict[str, object] = json.loads(resp.read())
             return out
+
+
+# -- the subscription alone (the sandbox's `work_queue_detached` switch) ------------------------
+
+
+def _admin(host: str, method: str, path: str, body: dict[str, object] | None = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"http://{host}{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as error:
+        if error.code in (404, 409):  # already gone / already there
+            return int(error.code)
+        raise EmulatorError(f"{method} {path}: {error.code} {error.read()[:200]!r}") from None
+
+
+def create_subscription(
+    host: str, project: str, topic: str, subscription: str, ack_deadline_seconds: int
+) -> bool:
+    """The engine's pull subscription on ``topic`` (ack deadline, 3-day retention); False when
+    it existed already. It receives only messages published from now on."""
+    status = _admin(
+        host,
+        "PUT",
+        f"/v1/projects/{project}/subscriptions/{subscription}",
+        {
+            "topic": f"projects/{project}/topics/{topic}",
+            "ackDeadlineSeconds": ack_deadline_seconds,
+            "messageRetentionDuration": RETENTION,
+        },
+    )
+    return status != 409
+
+
+def delete_subscription(host: str, project: str, subscription: str) -> bool:
+    """Delete the subscription: its undelivered messages, and every message published until it
+    is created again, are lost (Pub/Sub delivers only to subscriptions that exist)."""
+    return _admin(host, "DELETE", f"/v1/projects/{project}/subscriptions/{subscription}") != 404

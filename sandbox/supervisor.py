@@ -39,6 +39,7 @@ from sandbox.cluster import (
 from sandbox.config import SandboxConfig
 from sandbox.httpserve import LoopbackServer, QuietHandler
 from sandbox.kubeapi import KubeApiServer, write_kubeconfig
+from sandbox.pubsub_emulator import create_subscription, delete_subscription
 
 log = logging.getLogger("sandbox.supervisor")
 
@@ -306,11 +307,10 @@ class AdminServer(LoopbackServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}") if length else {}
                 if self.path == "/sandbox/v1/switches":
-                    switches = sup.cluster.set_switches(
-                        replace_deleted_pods=body.get("replace_deleted_pods"),
-                        pod_watch_dropped=body.get("pod_watch_dropped"),
-                    )
-                    log.info("switches: %s", switches.as_dict())
+                    try:
+                        switches = sup.set_switches(body)
+                    except ValueError as error:
+                        return self._send(400, {"message": str(error)})
                     return self._send(200, switches.as_dict())
                 if self.path == "/sandbox/v1/shutdown":
                     self._send(202, {"stopping": True})
@@ -356,6 +356,45 @@ class Supervisor:
         self.front = FrontProxy(self.cluster, self.runtime, cfg.ingress_timeout_seconds)
         self.admin = AdminServer(self)
 
+    # -- switches ------------------------------------------------------------------------------
+    @property
+    def switches_file(self) -> Path:
+        """Where the pods read the switches they act on (``hold_queue_messages``)."""
+        return self.state_dir / "switches.json"
+
+    def set_switches(self, body: dict[str, Any]) -> Switches:
+        """Apply switches (an unknown name is a ValueError); the work queue's subscription is
+        deleted or created again here, and the pods see the rest in ``switches.json``."""
+        before = self.cluster.switches.as_dict()
+        switches = self.cluster.set_switches(**body)
+        detached = switches.work_queue_detached
+        if detached != before["work_queue_detached"]:
+            self._work_queue(detached)
+        self._write_switches(switches)
+        log.info("switches: %s", switches.as_dict())
+        return switches
+
+    def _work_queue(self, detached: bool) -> None:
+        host = self.runtime_info.get("emulator_host")
+        if not host:
+            log.warning("switch work_queue_detached: the sandbox has no work queue")
+            return
+        cfg = self.config
+        if detached:
+            delete_subscription(str(host), cfg.project_id, cfg.subscription_id)
+            log.info("work queue: subscription %s deleted", cfg.subscription_id)
+        else:
+            create_subscription(
+                str(host), cfg.project_id, cfg.topic_id, cfg.subscription_id,
+                cfg.ack_deadline_seconds,
+            )  # fmt: skip
+            log.info("work queue: subscription %s created again", cfg.subscription_id)
+
+    def _write_switches(self, switches: Switches) -> None:
+        tmp = self.switches_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(switches.as_dict()))
+        tmp.replace(self.switches_file)
+
     def _worker_config(self, launch: PodLaunch) -> dict[str, Any]:
         cfg = self.config
         env = launch.env
@@ -395,6 +434,7 @@ class Supervisor:
             "app_version": cfg.app_version,
             "max_parallel_flights": cfg.max_parallel_flights,
             "node_name": self.cluster.spec.node_name,
+            "switches_file": str(self.switches_file),
         }
 
     def state(self) -> dict[str, Any]:
@@ -411,6 +451,7 @@ class Supervisor:
         self.front.start()
         self.admin.start()
         write_kubeconfig(self.state_dir / "kubeconfig", self.kube.url, self.config.namespace)
+        self._write_switches(self.cluster.switches)
         self.cluster.start()
         info = {
             "pid": os.getpid(),

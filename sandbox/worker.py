@@ -51,6 +51,8 @@ class WorkerConfig:
     app_version: str = "sandbox"
     max_parallel_flights: int = 50
     node_name: str = "gke-sandbox-default-pool-7a1c2e3f-x9k2"
+    #: where the supervisor writes the run-time switches (``sandbox.cluster.Switches``)
+    switches_file: str = ""
 
     @classmethod
     def load(cls, path: Path) -> WorkerConfig:
@@ -92,6 +94,28 @@ def _setup_logging(cfg: WorkerConfig) -> tuple[EntryWriter, Redactor]:
 
     threading.excepthook = thread_hook
     return writer, redactor
+
+
+class SwitchReader:
+    """One switch of the supervisor's ``switches.json``, re-read when the file changes."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self.path = Path(path) if path else None
+        self.name = name
+        self._stamp: float | None = None
+        self._value = False
+
+    def __call__(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            stamp = self.path.stat().st_mtime
+            if stamp != self._stamp:
+                self._value = bool(json.loads(self.path.read_text()).get(self.name))
+                self._stamp = stamp
+        except (OSError, ValueError):
+            pass  # mid-replace or gone: keep the last value
+        return self._value
 
 
 def _java_list(items: list[str] | set[str]) -> str:
@@ -157,6 +181,7 @@ def main(argv: list[str]) -> int:
             cfg.queue["subscription"],
             features.logger_name("WorkQueueManager"),
         )
+        work_queue.held = SwitchReader(cfg.switches_file, "hold_queue_messages")
     bean_bag = FlightBeanBag(WorkspaceDao(wsm_engine))
     component.info(
         "Creating Stairway: name: [%s]  cluster name: [%s]", cfg.pod_name, cfg.stairway_cluster_name

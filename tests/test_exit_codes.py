@@ -54,6 +54,7 @@ EXPECTED: dict[str, ExitCode] = {
     "opskit.errors.NotFound": ExitCode.NOT_FOUND,
     "opskit.errors.UnknownEnv": ExitCode.NOT_FOUND,
     "opskit.errors.Refused": ExitCode.REFUSED,
+    "opskit.envchoice.NoEnvChosen": ExitCode.REFUSED,
     "opskit.errors.CommandFailed": ExitCode.COMMAND_FAILED,
     "opskit.errors.OpsTimeout": ExitCode.TIMEOUT,
     "opskit.errors.Unavailable": ExitCode.PLATFORM_UNREACHABLE,

@@ -11,11 +11,15 @@ One module per concern, each importable on its own:
 - :mod:`~opskit.experiment.db`: the experiment's own database access and its SQL evidence;
 - :mod:`~opskit.experiment.lab`: what every step works with (:class:`~opskit.experiment.lab.Lab`)
   and hands on (the submitted flight, the timeline);
-- :mod:`~opskit.experiment.faults`: one class per fault (kill the owner, drop the database
-  connections), each returning a typed result;
+- :mod:`~opskit.experiment.faults`: one class per fault (kill the owner, kill an idle pod,
+  drop the database connections, a dependency outage), each returning a typed result; the
+  multi-step faults are sandbox switches set from the definition (``method.switches``);
+- :mod:`~opskit.experiment.podwatch`: the pods' lifetimes during an attempt (a pod watch);
+- :mod:`~opskit.experiment.latency`: resume latency after the owner's death (pure);
 - :mod:`~opskit.experiment.observe`: what an attempt saw (engine log lines, the flight row,
   the pod that recovered it);
-- :mod:`~opskit.experiment.repair`: ``repairtool orphans`` dry run, ``--fix``, audit, re-check;
+- :mod:`~opskit.experiment.repair`: ``repairtool orphans`` dry run, the repair steps
+  (``orphans --fix``, ``recover …``, ``inv restart``), audit, re-check;
 - :mod:`~opskit.experiment.verdict`: :func:`~opskit.experiment.verdict.judge` (pure);
 - :mod:`~opskit.experiment.narrative`: what happened and the root cause, as prose (pure);
 - :mod:`~opskit.experiment.record`: the journal (``stairway-ops.journal/1``) built from it all;

@@ -58,6 +58,15 @@ SQL_TERMINATE = (
     " ORDER BY application_name LIKE 'stairway-ops%' OR application_name = 'repairtool', pid"
 )
 
+#: the service's own database (WSM's ``wsm``) refuses new connections and its sessions end: a
+#: dependency outage for the steps that write it (sessions of the Stairway database go on)
+SQL_SERVICE_DB_DOWN = (
+    "ALTER DATABASE wsm WITH ALLOW_CONNECTIONS false;"
+    " SELECT pid, application_name, pg_terminate_backend(pid) AS terminated"
+    " FROM pg_stat_activity WHERE datname = 'wsm' AND backend_type = 'client backend'"
+)
+SQL_SERVICE_DB_UP = "ALTER DATABASE wsm WITH ALLOW_CONNECTIONS true"
+
 Scalar = str | int | float | bool | None
 
 

@@ -2,9 +2,12 @@
 
 - :class:`KillOwner`: ``inv kill-pod --flight ID --when-step N`` deletes the pod that owns the
   flight and follows the replacement (its ``--json-out`` document is read back);
+- :class:`KillIdlePod`: ``inv kill-pod --pod NAME`` deletes a pod that owns no flight;
 - :class:`DropDbConnections`: the experiment holds the flight's row from its own connection
   until the engine's write waits on it, then ``psql --csv … pg_terminate_backend(…)`` cuts the
-  service's and the tools' connections.
+  service's and the tools' connections;
+- :class:`ServiceDbOutage`: the service's own database refuses connections inside the step
+  (``psql … ALTER DATABASE wsm WITH ALLOW_CONNECTIONS false``), until the flight has ended.
 
 Each returns a typed result with its own timeline entries; nothing else of the attempt changes.
 """
@@ -55,9 +58,6 @@ class DropConnectionsResult:
     error: str | None = None
 
 
-FaultResult = KillOwnerResult | DropConnectionsResult
-
-
 class Fault(abc.ABC):
     """A fault injected inside the delayed step of a running flight."""
 
@@ -78,6 +78,13 @@ class Fault(abc.ABC):
         """The result of a fault that could not be injected at all."""
 
 
+def _replacement_timeout(defn: ExperimentDefinition) -> float | None:
+    """A short wait for the replacement when the ReplicaSet is switched not to make one."""
+    if defn.method.switches.before_fault.get("replace_deleted_pods") is False:
+        return 5.0
+    return None
+
+
 class KillOwner(Fault):
     """Kill the pod that owns the flight (``inv kill-pod``) and watch the replacement."""
 
@@ -88,7 +95,9 @@ class KillOwner(Fault):
     def inject(self, flight: SubmittedFlight) -> KillOwnerResult:
         lab = self.lab
         survivors = tuple(p for p in lab.ready_pods() if p != flight.receiver)
-        result, doc = lab.tools.kill_pod(flight.flight_id)
+        result, doc = lab.tools.kill_pod(
+            flight.flight_id, replacement_timeout=_replacement_timeout(lab.defn)
+        )
         if doc is None or isinstance(doc, TaskError):
             error = (
                 f"inv kill-pod failed (exit {result.rc}): {doc.message}"
@@ -119,6 +128,114 @@ class KillOwner(Fault):
             return True
         steps = self.lab.db.steps(flight_id)
         return any(step >= self.lab.defn.method.when_step for step, _ in steps)
+
+
+class KillIdlePod(Fault):
+    """Kill a pod that owns nothing (``inv kill-pod --pod NAME``) while the flight sleeps in
+    the delayed step on another pod: with no pod listener and no replacement, its
+    ``stairwayinstance`` row stays (a stale instance)."""
+
+    @staticmethod
+    def title(defn: ExperimentDefinition) -> str:
+        return f"kill a pod that owns no flight while the flight is in step {defn.method.when_step}"
+
+    def inject(self, flight: SubmittedFlight) -> KillOwnerResult:
+        lab, d = self.lab, self.lab.defn
+        idle = [p for p in lab.ready_pods() if p != flight.receiver]
+        if not idle:
+            return self.failed("no pod other than the flight's owner to kill (replicas >= 2)")
+        reader = FlightReader(lab.target.sqlalchemy_url())
+        try:
+            wait_for_step(
+                reader.get, flight.flight_id, d.method.when_step, d.delay.seconds + 30, 0.2, lab.rep
+            )
+        except OpsError as exc:
+            return self.failed(str(exc))
+        finally:
+            reader.close()
+        victim = idle[0]
+        result, doc = lab.tools.kill_pod(
+            flight.flight_id, pod=victim, replacement_timeout=_replacement_timeout(d)
+        )
+        if doc is None or isinstance(doc, TaskError):
+            error = (
+                f"inv kill-pod failed (exit {result.rc}): {doc.message}"
+                if isinstance(doc, TaskError)
+                else f"inv kill-pod wrote no result (exit {result.rc})"
+            )
+            tl = Timeline()
+            tl.add("tool", "kill-failed", error)
+            return KillOwnerResult(None, None, False, (), tl.sorted(), error)
+        killed = str(doc.get("pod") or "") or None
+        return KillOwnerResult(
+            killed=killed,
+            replacement=doc.get("replacement"),
+            replacement_ready=bool(doc.get("replacement_ready")),
+            survivors=tuple(p for p in lab.ready_pods() if p != killed),
+            timeline=_kill_timeline(doc.get("timeline") or []),
+        )
+
+    def failed(self, error: str) -> KillOwnerResult:
+        return KillOwnerResult(None, None, False, (), (), error)
+
+
+@dataclass(frozen=True)
+class OutageResult:
+    """The service's own database was unavailable from ``started`` until ``ended``."""
+
+    timeline: tuple[TimelineEntry, ...]
+    flight_status: str | None = None
+    error: str | None = None
+
+
+class ServiceDbOutage(Fault):
+    """A dependency outage inside the delayed step: the service's own database (``wsm``)
+    refuses connections (``psql … ALTER DATABASE wsm WITH ALLOW_CONNECTIONS false``), so the
+    step's DO fails and so does its undo — a dismal failure, the flight ends ``FATAL``. Then the
+    outage ends (``ALLOW_CONNECTIONS true``); the flight stays FATAL (STAIRCTL.md's "Recover
+    Timed-Out Flight" case)."""
+
+    @staticmethod
+    def title(defn: ExperimentDefinition) -> str:
+        return f"the service's own database goes down inside step {defn.method.when_step}"
+
+    def inject(self, flight: SubmittedFlight) -> OutageResult:
+        lab, d, tl = self.lab, self.lab.defn, Timeline()
+        fid = flight.flight_id
+        reader = FlightReader(lab.target.sqlalchemy_url())
+        try:
+            view = wait_for_step(
+                reader.get, fid, d.method.when_step, d.delay.seconds + 30, 0.2, lab.rep
+            )
+        except OpsError as exc:
+            tl.add("tool", "method-failed", str(exc))
+            return OutageResult(tl.sorted(), None, str(exc))
+        finally:
+            reader.close()
+        try:
+            down = lab.tools.service_db(lab.target, available=False)
+            tl.add(
+                "tool",
+                "service-db-outage",
+                f"the service's database refuses connections (exit {down.rc}) while"
+                f" {view.owner} sleeps in step {d.method.when_step}",
+                view.owner,
+            )
+            deadline = time.monotonic() + d.method.observe(d.delay)
+            row = lab.db.flight(fid)
+            while (row is None or row["status"] not in TERMINAL) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                row = lab.db.flight(fid)
+            status = str(row["status"]) if row else None
+            tl.add("db", "outage-outcome", f"flight {status} during the outage")
+        finally:
+            up = lab.tools.service_db(lab.target, available=True)
+            tl.add("tool", "service-db-restored", f"the service's database is back (exit {up.rc})")
+        lab.rep.emit("service_db.outage", f"outage over; flight {status}")
+        return OutageResult(tl.sorted(), status)
+
+    def failed(self, error: str) -> OutageResult:
+        return OutageResult((), None, error)
 
 
 def _kill_timeline(items: list[dict[str, Any]]) -> tuple[TimelineEntry, ...]:
@@ -215,13 +332,24 @@ def _probe(conn: Any) -> str:
     return "nothing: the tool's connection still answered"
 
 
+FaultResult = KillOwnerResult | DropConnectionsResult | OutageResult
+
+#: one class per fault of the definition
+FAULTS: dict[str, type[Fault]] = {
+    "kill-owner": KillOwner,
+    "kill-idle-pod": KillIdlePod,
+    "drop-db-connections": DropDbConnections,
+    "wsm-db-outage": ServiceDbOutage,
+}
+
+
 def fault_for(lab: Lab) -> Fault:
     """The definition's fault."""
-    return KillOwner(lab) if lab.defn.kills_owner else DropDbConnections(lab)
+    return FAULTS[lab.defn.method.fault](lab)
 
 
 def fault_title(defn: ExperimentDefinition) -> str:
-    return (KillOwner if defn.kills_owner else DropDbConnections).title(defn)
+    return FAULTS[defn.method.fault].title(defn)
 
 
 __all__ = [
@@ -229,8 +357,11 @@ __all__ = [
     "DropDbConnections",
     "Fault",
     "FaultResult",
+    "KillIdlePod",
     "KillOwner",
     "KillOwnerResult",
+    "OutageResult",
+    "ServiceDbOutage",
     "fault_for",
     "fault_title",
 ]

@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opskit.engine_events import Kind, TimelineItem
-from opskit.experiment.definition import TERMINAL, ExperimentDefinition
-from opskit.experiment.faults import DropConnectionsResult, FaultResult, KillOwnerResult
+from opskit.experiment.definition import SWITCH_DEFAULTS, TERMINAL, ExperimentDefinition
+from opskit.experiment.faults import (
+    DropConnectionsResult,
+    FaultResult,
+    KillOwnerResult,
+    OutageResult,
+)
 from opskit.experiment.lab import SubmittedFlight
 from opskit.experiment.tools import ClientRun
 from opskit.experiment.verdict import Observation
@@ -46,12 +51,32 @@ def what_happened(
         f" submitted on `{flight.receiver}` and slept {defn.delay.seconds:g} s in step"
         f" {defn.delay.step}."
     ]
+    switched = _switches_said(defn.method.switches.phase("before_fault"))
+    if switched:
+        out.insert(0, f"Before the fault: {switched}.")
     if isinstance(fault, KillOwnerResult) and fault.killed:
         ready = "became Ready" if fault.replacement_ready else "did not become Ready"
-        out.append(
-            f"`inv kill-pod` deleted its owner `{fault.killed}` inside step"
-            f" {defn.method.when_step}; replacement `{fault.replacement or '-'}` {ready}."
+        whose = (
+            "a pod that owned no flight," if defn.method.fault == "kill-idle-pod" else "its owner"
         )
+        replaced = (
+            f"replacement `{fault.replacement}` {ready}"
+            if fault.replacement
+            else "no replacement pod came"
+        )
+        out.append(
+            f"`inv kill-pod` deleted {whose} `{fault.killed}` inside step"
+            f" {defn.method.when_step}; {replaced}."
+        )
+    if isinstance(fault, OutageResult) and fault.flight_status:
+        out.append(
+            f"While the flight slept in step {defn.method.when_step}, `psql` made the service's own"
+            " database refuse connections; the step failed and so did its undo, and the"
+            f" flight was `{fault.flight_status}` when the outage ended."
+        )
+    after = _switches_said(defn.method.switches.phase("after_fault"))
+    if after:
+        out.append(f"Then: {after}.")
     if isinstance(fault, DropConnectionsResult) and fault.terminated:
         out.append(
             f"While the engine's write waited on the row the tool held, `psql` terminated"
@@ -84,8 +109,66 @@ def what_happened(
     return " ".join(out)
 
 
+#: each sandbox switch in words: (the fault is on, back to normal)
+SWITCH_WORDS = {
+    "replace_deleted_pods": (
+        "the ReplicaSet replaces no deleted pod",
+        "deleted pods are replaced again",
+    ),
+    "pod_watch_dropped": (
+        "the pods' pod watches are cut (TCL's listener gives up)",
+        "the pods' pod watches work again",
+    ),
+    "work_queue_detached": (
+        "the work-queue subscription is deleted (messages published meanwhile are lost)",
+        "the work-queue subscription exists again (empty)",
+    ),
+    "hold_queue_messages": (
+        "pods that receive a READY message neither run nor ack it (as a pod that dies after"
+        " taking it)",
+        "pods run the READY messages they receive again",
+    ),
+}
+
+
+def _switches_said(values: dict[str, bool]) -> str:
+    """The switches in words (a fault is on when the value differs from the default)."""
+    return "; ".join(
+        SWITCH_WORDS[k][0 if v != SWITCH_DEFAULTS[k] else 1]
+        for k, v in values.items()
+        if k in SWITCH_WORDS
+    )
+
+
 def root_cause(defn: ExperimentDefinition, obs: Observation, events: Sequence[TimelineItem]) -> str:
     """Why the flight ended where it did, from the engine's own lines."""
+    switched = defn.method.switches.phase("before_fault")
+    if defn.method.fault == "wsm-db-outage":
+        return (
+            "The service's own database was unavailable while the flight was in step"
+            f" {defn.method.when_step}: the step failed, and so did its undo (a dismal failure),"
+            " so the engine set the flight FATAL with its completed time. Stairway never runs a"
+            " FATAL flight again by itself."
+        )
+    if defn.method.fault == "kill-idle-pod":
+        return (
+            "The pod died owning no flight. With its peers' pod watches gone and no replacement"
+            " pod starting, nobody ran disownRecovery for it: its stairwayinstance row stays"
+            " (a stale instance) while the flight finished on its own pod."
+        )
+    if switched.get("work_queue_detached") and obs.final_status == "QUEUED":
+        return (
+            "The flight was disowned and queued while the work-queue subscription did not"
+            " exist: Pub/Sub delivers a message only to subscriptions that exist, so no pod ever"
+            " received it. Nothing rescans QUEUED flights: it stays QUEUED until the message"
+            " is sent again."
+        )
+    if switched.get("hold_queue_messages") and obs.final_status == "QUEUED":
+        return (
+            "The READY message reached a pod that neither ran nor acked it (as a pod that dies"
+            " right after taking a batch): Pub/Sub gives it out again only after the ack"
+            " deadline, so the flight waits QUEUED for at least that long."
+        )
     errors = [i for i in events if i.event.kind is Kind.DISPATCH_ERROR and i.event.detail]
     if errors:
         return (
@@ -93,7 +176,7 @@ def root_cause(defn: ExperimentDefinition, obs: Observation, events: Sequence[Ti
             f" its stored inputs with the {defn.reader} FlightMap reader, so it took the"
             " flight and left it RUNNING; `resume()` never accepts a RUNNING flight."
         )
-    if not defn.kills_owner:
+    if defn.method.fault == "drop-db-connections":
         if any(i.event.kind is Kind.SQL_RETRY for i in events) or any(
             "Caught SQL connection" in m for m in obs.messages
         ):
@@ -110,5 +193,10 @@ def root_cause(defn: ExperimentDefinition, obs: Observation, events: Sequence[Ti
             " to a live pod, which re-ran the interrupted step."
         )
     if obs.final_status == "RUNNING" and obs.owner_alive is False:
-        return "Nobody disowned the dead owner's flights (no pod listener event, no restart)."
+        return (
+            "Nobody disowned the dead owner's flights: no pod listener saw the DELETED event"
+            " (the watches were down) and no pod started (no replacement), so recoverStairway and"
+            " recoverAndStart never ran for it. The engine has no heartbeat or lease: the flight"
+            " stays RUNNING under a dead owner."
+        )
     return "Not determined from the logs; see the timeline."

@@ -28,6 +28,7 @@ from opskit.experiment.lab import Lab, SubmittedFlight
 from opskit.experiment.verdict import Observation, expected_lines
 from opskit.journal import LogExcerpt, Probe, SqlEvidence, SteadyState
 from repairtool.clock import rfc3339
+from repairtool.durations import parse_duration
 
 #: log excerpts kept per attempt
 MAX_EXCERPTS = 60
@@ -173,7 +174,7 @@ def wait_settled(
         time.sleep(1.0)
 
 
-def wait_status(lab: Lab, flight_id: str, want: str) -> str | None:
+def wait_status(lab: Lab, flight_id: str, want: str | None) -> str | None:
     """Until the flight reaches ``want`` (or ends, or the observation time is over)."""
     d = lab.defn
     deadline = time.monotonic() + d.method.observe(d.delay)
@@ -183,6 +184,34 @@ def wait_status(lab: Lab, flight_id: str, want: str) -> str | None:
         if status == want or status in TERMINAL or time.monotonic() >= deadline:
             return status
         time.sleep(0.5)
+
+
+def wait_idle(lab: Lab, flight_id: str) -> float:
+    """Until the flight has been idle (no newer ``flightlog`` row, not resubmitted) longer than
+    the threshold its expected findings depend on — ``--stalled-after``, ``--queue-retention``,
+    the ack deadline plus ``--overdue-margin`` — so the dry run can see them. Returns the
+    seconds it had been idle then."""
+    d = lab.defn
+    wanted = set(d.expect.findings)
+    threshold = 0.0
+    if "stalled" in wanted:
+        threshold = max(threshold, parse_duration(d.detection.stalled_after).total_seconds())
+    if "unqueued" in wanted and d.detection.queue_retention:
+        threshold = max(threshold, parse_duration(d.detection.queue_retention).total_seconds())
+    if "queued_overdue" in wanted:
+        margin = parse_duration(d.detection.overdue_margin or "30s").total_seconds()
+        threshold = max(threshold, lab.stage.ack_deadline_seconds + margin)
+    deadline = time.monotonic() + threshold + 60
+    while True:
+        row = lab.db.rows(
+            "SELECT LOCALTIMESTAMP - GREATEST(f.submit_time, (SELECT max(log_time) FROM flightlog"
+            " l WHERE l.flightid = f.flightid)) AS idle FROM flight f WHERE f.flightid = :id",
+            {"id": flight_id},
+        )
+        idle = row[0]["idle"].total_seconds() if row and row[0]["idle"] is not None else 0.0
+        if idle > threshold + 1.0 or time.monotonic() >= deadline:
+            return float(idle)
+        time.sleep(min(1.0, threshold + 1.0 - idle + 0.05))
 
 
 @dataclass(frozen=True)

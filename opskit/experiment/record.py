@@ -58,12 +58,20 @@ def tool_version() -> str:
         return "stairway-ops (not installed)"
 
 
+#: the journal's ``experiment.kill.target`` of each fault
+FAULT_TARGETS = {
+    "kill-owner": "owner",
+    "kill-idle-pod": "idle-pod",
+    "drop-db-connections": "db-connections",
+    "wsm-db-outage": "service-db",
+}
+
+
 def kill_target(defn: ExperimentDefinition) -> str:
-    """``owner``, or for the connection drop ``db-connections`` when the journal schema knows it
-    (``opskit.journal.Kill.target``); otherwise ``owner`` with a note in the journal."""
-    if defn.kills_owner:
-        return "owner"
-    return "db-connections" if "db-connections" in KILL_TARGETS else "owner"
+    """What the fault hits, as ``opskit.journal.Kill.target`` names it (``owner`` with a note in
+    the journal when the schema has no value for it)."""
+    target = FAULT_TARGETS[defn.method.fault]
+    return target if target in KILL_TARGETS else "owner"
 
 
 def journal_experiment(defn: ExperimentDefinition) -> Experiment:
@@ -89,9 +97,18 @@ def journal_experiment(defn: ExperimentDefinition) -> Experiment:
             log_lines=tuple(e.log_lines),
         ),
         repair=RepairSpec(
-            action=defn.repair.action if defn.repair else None,
-            reason=defn.repair.reason if defn.repair else None,
+            action=defn.repair.first_action if defn.repair else None,
+            reason=(defn.repair.first_reason or None) if defn.repair else None,
+            steps=tuple(s.describe() for s in defn.repair.plan()) if defn.repair else None,
+            expect_status=defn.repair.expect_status if defn.repair else None,
         ),
+        queue=defn.queue,
+        switches={
+            phase: dict(values)
+            for phase in ("before_fault", "after_fault", "after_detection")
+            if (values := defn.method.switches.phase(phase))
+        }
+        or None,
     )
 
 
@@ -128,8 +145,8 @@ def run_notes(defn: ExperimentDefinition, stage: Stage) -> list[str]:
     ]
     if not defn.kills_owner and kill_target(defn) == "owner":
         out.append(
-            "No pod was killed: the method cut the Stairway database connections (the journal"
-            " schema's `kill.target` has no value for that yet)."
+            f"No owner pod was killed: the fault was {defn.method.fault} (the journal schema's"
+            " `kill.target` has no value for that yet)."
         )
     out += list(defn.notes)
     return out

@@ -16,26 +16,30 @@ from pathlib import Path
 from typing import Any, Literal
 
 from opskit import paths
+from opskit.engine_events import flight_timeline
 from opskit.envs import Env
 from opskit.errors import OperationFailed, OpsError, OpsTimeout, UsageError
 from opskit.events import Collector, JournalWriter, Reporter
 from opskit.experiment.commands import CommandLog
 from opskit.experiment.db import ExperimentDb
-from opskit.experiment.definition import ExperimentDefinition
+from opskit.experiment.definition import SWITCH_DEFAULTS, ExperimentDefinition
 from opskit.experiment.faults import KillOwnerResult, fault_for, fault_title
 from opskit.experiment.lab import Lab, Timeline
+from opskit.experiment.latency import recovery_of
 from opskit.experiment.narrative import client_saw
 from opskit.experiment.observe import (
     flight_end,
+    log_lines,
     recoverer,
     sql_evidence,
     steady_state,
     wait_for_flight,
     wait_settled,
 )
+from opskit.experiment.podwatch import PodWatch
 from opskit.experiment.record import attempt_record, journal_events, journal_record, setup_record
 from opskit.experiment.repair import repair
-from opskit.experiment.stage import stage_for
+from opskit.experiment.stage import LocalStage, stage_for
 from opskit.experiment.tools import Tools
 from opskit.experiment.verdict import (
     Check,
@@ -47,7 +51,7 @@ from opskit.experiment.verdict import (
 )
 from opskit.journal import Attempt, Journal, SteadyState, relative_to_project, write
 from opskit.journey import JOURNEY_TOKEN
-from repairtool.clock import utcnow
+from repairtool.clock import rfc3339, utcnow
 
 JOURNAL_FILE = "journal.json"
 
@@ -70,6 +74,17 @@ class AttemptRun:
     after: SteadyState
 
 
+def _switches(lab: Lab, values: dict[str, bool], tl: Timeline) -> None:
+    """Set sandbox switches (``python -m sandbox switches``), recorded in the timeline."""
+    if not values:
+        return
+    stage = lab.stage
+    if not isinstance(stage, LocalStage):
+        raise UsageError("sandbox switches need a local environment")
+    lab.tools.switches(stage.sandbox_dir, values)
+    tl.add("tool", "switches", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in values.items()))
+
+
 def run_attempt(lab: Lab, number: int, total: int) -> AttemptRun:
     """One attempt: steady state → method → observe → repair → steady state → verdict."""
     d, rep, started, tl = lab.defn, lab.rep, utcnow(), Timeline()
@@ -82,6 +97,31 @@ def run_attempt(lab: Lab, number: int, total: int) -> AttemptRun:
         raise SteadyStateFailed(
             f"attempt {number}: steady state before does not hold: {bad}", before
         )
+    watch = PodWatch(lab.stage.platform).start()
+    switched = d.method.switches
+    try:
+        return _attempt(lab, number, title, started, tl, before, watch)
+    except BaseException:
+        watch.stop()
+        if switched.any:  # switch back whatever was switched before the error is recorded
+            with contextlib.suppress(OpsError):
+                defaults = {k: SWITCH_DEFAULTS[k] for k in switched.touched()}
+                _switches(lab, defaults, Timeline())
+        raise
+
+
+def _attempt(
+    lab: Lab,
+    number: int,
+    title: str,
+    started: dt.datetime,
+    tl: Timeline,
+    before: SteadyState,
+    watch: PodWatch,
+) -> AttemptRun:
+    d, rep = lab.defn, lab.rep
+    switched = d.method.switches
+    _switches(lab, switched.phase("before_fault"), tl)
     # the method: the client starts the flight, the fault hits it inside the delayed step
     since = lab.db.now()
     running, out = lab.tools.start_run_test()
@@ -106,22 +146,29 @@ def run_attempt(lab: Lab, number: int, total: int) -> AttemptRun:
     killed, replacement = (
         (result.killed, result.replacement) if isinstance(result, KillOwnerResult) else (None, None)
     )
+    _switches(lab, switched.phase("after_fault"), tl)
     # observe
     wait_settled(lab, flight, started, killed, replacement)
     client = lab.tools.finish_run_test(running, out, max(1.0, d.method.observe(d.delay) / 2))
     tl.add("tool", "client", client_saw(client))
     end = flight_end(lab, flight, started)
+    end_at = max((i.at for i in end.events), default=started)
     for item in end.events:
         if item.at >= started - dt.timedelta(seconds=2):
             tl.add("log", item.event.kind.value, item.summary(), item.pod or None, item.at)
     tl.add("db", "final-state", f"flight {end.status}, owner {end.owner or 'none'}", end.owner)
     lab.tools.look(fid)
     evidence = sql_evidence(lab, fid)
-    # repair, and the steady state after it
-    fixed = repair(lab, fid)
+    # repair, and the steady state after it (with the switches back to normal)
+    fixed = repair(
+        lab, fid, killed=killed, switch=lambda phase: _switches(lab, switched.phase(phase), tl)
+    )
     tl.extend(fixed.timeline)
+    if switched.any:
+        _switches(lab, {k: SWITCH_DEFAULTS[k] for k in switched.touched()}, tl)
     after = steady_state(lab, "after", fixed.recheck, wait=30.0)
     tl.add("tool", "steady-state-after", "ok" if after.ok else "NOT OK")
+    lives = watch.stop()
     # the verdict
     obs = Observation(
         flight_id=fid,
@@ -139,6 +186,11 @@ def run_attempt(lab: Lab, number: int, total: int) -> AttemptRun:
         recheck_findings=len(fixed.recheck.get("findings") or []),
         steady_after=after.ok,
         method_error=result.error,
+        repair_steps=tuple(
+            (spec.describe(), spec.expect_status, rec.status_after, rec.status_after_hold)
+            for spec, rec in zip(d.repair.plan() if d.repair else (), fixed.steps, strict=False)
+        ),
+        instance_after=fixed.instance_after,
     )
     checks = judge(d, obs)
     verdict, bad_check = verdict_of(checks), first_failure(checks)
@@ -150,6 +202,27 @@ def run_attempt(lab: Lab, number: int, total: int) -> AttemptRun:
         rep.emit("attempt.check", f"  {mark} {c.name}: {c.detail}", level=level, check=c.name)
     attempt = attempt_record(
         lab, number, title, flight, started, end, result, obs, client, tl, evidence, fixed, verdict
+    )
+    # the engine's lines once everything (repair included) happened: what the repair made it
+    # do joins the timeline, and the resume latency is read from them
+    events = flight_timeline(log_lines(lab, flight, started), fid)
+    seen = {(x.at, x.pod, x.source, x.event) for x in attempt.timeline}
+    later = Timeline()
+    for item in events:
+        key = (rfc3339(item.at), item.pod or None, "log", item.event.kind.value)
+        if item.at > end_at and key not in seen:
+            later.add("log", item.event.kind.value, item.summary(), item.pod or None, item.at)
+    final = flight_end(lab, flight, started)
+    recovery = (
+        recovery_of(killed, result.timeline, events, final.completed_time, d.queue, final.status)
+        if d.kills_owner and killed
+        else None
+    )
+    attempt = dataclasses.replace(
+        attempt,
+        timeline=tuple(sorted((*attempt.timeline, *later.entries), key=lambda t: t.at)),
+        pod_lives=lives or None,
+        recovery=recovery,
     )
     why = f" ({bad_check.name}: {bad_check.detail})" if bad_check else ""
     rep.emit(

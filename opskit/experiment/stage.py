@@ -70,6 +70,8 @@ class Stage(abc.ABC):
 
     env: Env
     platform: Platform
+    #: the work queue's ack deadline (a message no pod acked comes back after it)
+    ack_deadline_seconds: float = 100.0
 
     def __init__(self, env: Env, defn: ExperimentDefinition, run_dir: Path, rep: Reporter):
         self.env = env
@@ -134,6 +136,8 @@ class Stage(abc.ABC):
 class LocalStage(Stage):
     """A sandbox of the experiment's own in ``<state>/experiments/<name>/sandbox``."""
 
+    ack_deadline_seconds = float(ACK_DEADLINE_SECONDS)
+
     def __init__(
         self,
         env: Env,
@@ -178,6 +182,7 @@ class LocalStage(Stage):
             d.reader,
             "--ack-deadline",
             str(ACK_DEADLINE_SECONDS),
+            *(["--queue", "none"] if d.queue == "none" else []),
             "--delay-seconds",
             f"{d.delay.seconds:g}",
             "--delay-step",
@@ -274,10 +279,16 @@ class LocalStage(Stage):
                 "The <= 0.0.60 reader rebuilds inputs with `readValue(json, Object.class)`: the"
                 " April 2021 enum bug (`MC_WORKSPACE` comes back as a String)"
             )
-        out.append(
-            f"Work-queue ack deadline {ACK_DEADLINE_SECONDS} s (the emulator's minimum; the"
-            " engine creates 100 s): an unacked READY message is redelivered after it"
-        )
+        if d.queue == "none":
+            out.append(
+                "No work queue (`--queue none`): the engine resumes READY flights inline when it"
+                " recovers (a pod start, or a pod listener's DELETED event), and at no other time"
+            )
+        else:
+            out.append(
+                f"Work-queue ack deadline {ACK_DEADLINE_SECONDS} s (the emulator's minimum; the"
+                " engine creates 100 s): an unacked READY message is redelivered after it"
+            )
         return out
 
     def close(self) -> None:
@@ -297,6 +308,11 @@ class GkeStage(Stage):
 
     def __init__(self, env: Env, defn: ExperimentDefinition, run_dir: Path, rep: Reporter):
         super().__init__(env, defn, run_dir, rep)
+        if defn.method.switches.any or defn.queue == "none" or defn.method.fault == "wsm-db-outage":
+            raise UsageError(
+                f"experiment {defn.name!r} needs the sandbox (switches, queue: none or the"
+                " service-db outage exist there only): run it with --env local"
+            )
         self.platform = GkePlatform(env)
 
     def deploy(self, cmds: CommandLog) -> CommandResult:

@@ -19,7 +19,13 @@ from opskit import paths
 from opskit.dbproxy import DbTarget
 from opskit.errors import OperationFailed
 from opskit.experiment.commands import CommandLog, CommandResult, RunningCommand, join
-from opskit.experiment.db import SQL_TERMINATE, csv_rows, psql_command
+from opskit.experiment.db import (
+    SQL_SERVICE_DB_DOWN,
+    SQL_SERVICE_DB_UP,
+    SQL_TERMINATE,
+    csv_rows,
+    psql_command,
+)
 from opskit.experiment.definition import ExperimentDefinition
 from opskit.testrunner import JourneyResult, TestRunSummary, summary_from_json
 
@@ -28,6 +34,7 @@ RUN_TEST_SCHEMA = "stairway-ops.run-test/1"
 KILL_POD_SCHEMA = "stairway-ops.kill-pod/1"
 ERROR_SCHEMA = "stairway-ops.error/1"
 ORPHANS_SCHEMA = "repairtool.orphans/1"
+RECOVER_SCHEMA = "repairtool.recover/1"
 
 
 def rel(path: Path) -> str:
@@ -106,8 +113,7 @@ class Tools:
     def orphans_command(self, *extra: str) -> str:
         d = self.defn
         return self.repairtool(
-            "orphans", "--env", self.env, "--reader", d.reader,
-            "--stalled-after", d.detection.stalled_after, *extra,
+            "orphans", "--env", self.env, "--reader", d.reader, *d.detection.options(), *extra,
         )  # fmt: skip
 
     def orphans(self, command_id: str, *extra: str) -> dict[str, Any]:
@@ -127,17 +133,46 @@ class Tools:
         return self.cmds.run("orphans-dry-run", self.orphans_command(), timeout=120)
 
     def fix(
-        self, flight_id: str, action: str, reason: str
-    ) -> tuple[int | None, dict[str, Any] | None]:
-        """``repairtool orphans --flight ID --fix --action A --reason R --yes --json``."""
-        flags = ("--flight", flight_id, "--fix", "--action", action, "--reason", reason)
+        self, flight_id: str | None, action: str | None, reason: str
+    ) -> tuple[CommandResult, dict[str, Any] | None]:
+        """``repairtool orphans [--flight ID] --fix [--action A] --reason R --yes --json``
+        (no flight: the whole plan; no action: the proposed actions)."""
+        scope = ("--flight", flight_id) if flight_id else ()
+        act = ("--action", action) if action else ()
+        flags = (*scope, "--fix", *act, "--reason", reason)
         result = self.cmds.run(
-            f"orphans-fix-{action}",
+            f"orphans-fix-{action}" if action else "orphans-fix",
             self.orphans_command(*flags, "--yes", "--json"),
             timeout=120,
             quiet=True,
         )
-        return result.rc, _stdout_document(result, ORPHANS_SCHEMA)
+        return result, _stdout_document(result, ORPHANS_SCHEMA)
+
+    def recover(
+        self, action: str, target: str, reason: str
+    ) -> tuple[CommandResult, dict[str, Any] | None]:
+        """``repairtool recover ACTION --env E TARGET --fix --reason R --yes --json``."""
+        command = self.repairtool(
+            "recover", action, "--env", self.env, target, "--fix", "--reason", reason,
+            "--yes", "--json",
+        )  # fmt: skip
+        result = self.cmds.run(f"recover-{action}", command, timeout=120, quiet=True)
+        return result, _stdout_document(result, RECOVER_SCHEMA)
+
+    def restart(self) -> CommandResult:
+        """``inv restart --env E``: a rolling restart, watched until stable."""
+        return self.cmds.run("restart", join(["inv", "restart", "--env", self.env]), timeout=300)
+
+    def switches(self, sandbox_dir: Path, values: dict[str, bool]) -> CommandResult:
+        """``python -m sandbox switches --state-dir DIR --set NAME=on|off …``."""
+        sets = [x for k, v in values.items() for x in ("--set", f"{k}={'on' if v else 'off'}")]
+        command = join(
+            ["python", "-m", "sandbox", "switches", "--state-dir", rel(sandbox_dir), *sets]
+        )
+        result = self.cmds.run("switches", command, timeout=60)
+        if result.rc != 0:
+            raise OperationFailed(f"sandbox switches failed (exit {result.rc}): {command}")
+        return result
 
     def audit(self, flight_id: str) -> tuple[dict[str, Any], ...]:
         """``repairtool flights audit --flight ID --json``: the audit rows."""
@@ -161,6 +196,7 @@ class Tools:
         )
         unowned = ("--status", "READY", "--status", "QUEUED", "--owner", "none")
         self.cmds.run("flights-unowned", self.repairtool(*listing, *unowned))
+        self.cmds.run("flights-fatal", self.repairtool(*listing, "--status", "FATAL"))
         self.cmds.run("instances", self.repairtool("flights", "instances", "--env", e))
         self.cmds.run(
             "decode",
@@ -189,23 +225,48 @@ class Tools:
             tuple(JourneyResult.from_json(j) for j in doc.get("journeys") or []),
         )
 
-    def kill_pod(self, flight_id: str) -> tuple[CommandResult, dict[str, Any] | TaskError | None]:
-        """``inv kill-pod --flight ID --when-step N``: the same code path as by hand."""
+    def kill_pod(
+        self, flight_id: str, *, pod: str | None = None, replacement_timeout: float | None = None
+    ) -> tuple[CommandResult, dict[str, Any] | TaskError | None]:
+        """``inv kill-pod --flight ID --when-step N`` (or ``--pod NAME``: a pod that owns
+        nothing, once the flight is inside the step): the same code path as by hand.
+        ``replacement_timeout``: when the ReplicaSet is not to replace the pod."""
         d = self.defn
         settle = math.ceil(d.method.settle(d.delay))  # whole seconds read better in runbooks
         timeout = math.ceil(2 * d.delay.seconds + settle + 60)
         out = self._json_out("kill-pod")
+        what = ["--pod", pod] if pod else ["--flight", flight_id]
+        waits = (
+            ["--replacement-timeout", f"{math.ceil(replacement_timeout)}s"]
+            if replacement_timeout is not None
+            else []
+        )
         command = join(
             [
-                "inv", "kill-pod", "--env", self.env, "--flight", flight_id,
-                "--when-step", str(d.method.when_step), "--timeout", f"{timeout}s",
-                "--settle", f"{settle}s", "--json-out", rel(out),
+                "inv", "kill-pod", "--env", self.env, *what,
+                *(["--when-step", str(d.method.when_step)] if not pod else []),
+                "--timeout", f"{timeout}s", "--settle", f"{settle}s", *waits,
+                "--json-out", rel(out),
             ]
         )  # fmt: skip
         result = self.cmds.run("kill-pod", command, timeout=timeout + 60)
         return result, read_document(out, KILL_POD_SCHEMA)
 
     # -- psql ----------------------------------------------------------------------------------
+    def service_db(self, target: DbTarget, available: bool) -> CommandResult:
+        """``psql … -c "ALTER DATABASE wsm …"``: the service's own database refuses new
+        connections and its sessions are ended (a dependency outage), or accepts them again."""
+        sql = SQL_SERVICE_DB_UP if available else SQL_SERVICE_DB_DOWN
+        result = self.cmds.run(
+            "service-db-restored" if available else "service-db-outage",
+            psql_command(target, sql),
+            extra_env=target.child_env(),
+            timeout=60,
+        )
+        if result.rc != 0:
+            raise OperationFailed(f"psql failed (exit {result.rc}): see {result.log}")
+        return result
+
     def terminate_connections(self, target: DbTarget) -> tuple[CommandResult, list[dict[str, str]]]:
         """``psql --csv -c SQL_TERMINATE``: every client backend cut, as psql's CSV rows."""
         result = self.cmds.run(

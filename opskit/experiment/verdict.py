@@ -28,6 +28,7 @@ class FindingSeen:
     flight_id: str | None
     pattern: str = ""
     proposed_action: str = ""
+    instance: str | None = None
 
 
 def findings_seen(doc: Mapping[str, Any]) -> tuple[FindingSeen, ...]:
@@ -38,6 +39,7 @@ def findings_seen(doc: Mapping[str, Any]) -> tuple[FindingSeen, ...]:
             flight_id=f.get("flight_id"),
             pattern=str((f.get("evidence") or {}).get("pattern") or ""),
             proposed_action=str(f.get("proposed_action") or ""),
+            instance=f.get("instance"),
         )
         for f in doc.get("findings") or []
     )
@@ -68,6 +70,10 @@ class Observation:
     steady_after: bool | None = None
     #: the method could not be carried out (the kill came too late, …)
     method_error: str | None = None
+    #: each repair step: (what it ran, status expected, status seen, seen after the hold)
+    repair_steps: tuple[tuple[str, str | None, str | None, str | None], ...] = ()
+    #: the killed pod's stairwayinstance row after the repair: "present" or "gone"
+    instance_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def judge(defn: ExperimentDefinition, obs: Observation) -> tuple[Check, ...]:
         )
     )
     checks.append(_owner_check(e.owner, obs))
-    if defn.kills_owner:
+    if defn.kills_pod:
         checks.append(_recovered_check(e.recovered_by, obs))
     if e.steps_once:
         twice = sorted(s for s, n in Counter(obs.steps).items() if n > 1)
@@ -157,7 +163,12 @@ def judge(defn: ExperimentDefinition, obs: Observation) -> tuple[Check, ...]:
         else:
             found = any(line in m for m in obs.messages)
             checks.append(Check("log-line", found, ("seen: " if found else "missing: ") + line))
-    own = [f for f in obs.findings if f.flight_id == obs.flight_id]
+    # the flight's findings, and the killed pod's stale instance
+    own = [
+        f
+        for f in obs.findings
+        if f.flight_id == obs.flight_id or (obs.killed and f.instance == obs.killed)
+    ]
     kinds = sorted({f.kind for f in own})
     want = sorted(set(e.findings))
     checks.append(
@@ -174,13 +185,37 @@ def judge(defn: ExperimentDefinition, obs: Observation) -> tuple[Check, ...]:
         )
     if defn.repair is not None:
         r = defn.repair
+        for what, expected, seen, held in obs.repair_steps:
+            if expected is not None:
+                checks.append(
+                    Check("repair-step", seen == expected, f"{what}: {seen} (expected {expected})")
+                )
+            if held is not None:
+                checks.append(
+                    Check(
+                        "repair-waits",
+                        held == expected,
+                        f"{what}: still {held} after the hold (expected {expected})",
+                    )
+                )
+        plan = r.plan()
+        what = "; then ".join(s.describe() for s in plan) if plan else "waited, no action"
         checks.append(
             Check(
                 "repair",
                 obs.repaired_status == r.expect_status,
-                f"--action {r.action}: {obs.repaired_status} (expected {r.expect_status})",
+                f"{what}: {obs.repaired_status} (expected {r.expect_status})",
             )
         )
+        if r.expect_instance_gone:
+            checks.append(
+                Check(
+                    "instance-gone",
+                    obs.instance_after == "gone",
+                    f"stairwayinstance row of {obs.killed or 'the killed pod'}:"
+                    f" {obs.instance_after or 'not checked'}",
+                )
+            )
     if obs.recheck_findings is not None:
         checks.append(
             Check(

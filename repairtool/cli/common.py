@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repairtool.durations import InvalidDuration, format_duration, parse_duration
-from repairtool.errors import UsageError
+from repairtool.cli import validate
+from repairtool.durations import format_duration
+from repairtool.errors import RefusedError, UsageError
 from repairtool.exitcodes import help_text
 
 if TYPE_CHECKING:
@@ -89,10 +91,7 @@ def add_yes_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
 
 def duration(text: str) -> Any:
     """argparse type for the one duration grammar (`90s`, `10m`, `1h30m`, `3d`)."""
-    try:
-        return parse_duration(text)
-    except InvalidDuration as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return validate.duration(text)
 
 
 def state_dir_of(args: argparse.Namespace) -> Path:
@@ -102,8 +101,28 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.state_dir).absolute() if args.state_dir else default_state_dir()
 
 
+def _choose(args: argparse.Namespace) -> None:
+    """Without `--env`, `--db` or `--env-file`: the environment `$STAIRWAY_OPS_ENV` or Invoke's
+    configuration chose, if any (it becomes `args.env`). Once per command."""
+    if getattr(args, "_chosen", None) is not None:
+        return
+    args._chosen = "--env" if getattr(args, "env", None) else ""
+    if args._chosen or getattr(args, "db", None) or getattr(args, "env_file", None):
+        return
+    # lazy: the chooser lives in the ops layer, reached through an entry point
+    from repairtool.target import default_env
+
+    chosen = default_env()
+    args._env_files = chosen.env_files
+    # precedence: $STAIRWAY_OPS_ENV, then $STAIRWAY_DB_URL, then Invoke's configuration
+    by_variable = chosen.source.startswith("$")
+    if chosen.name and (by_variable or not os.environ.get("STAIRWAY_DB_URL", "").strip()):
+        args.env, args._chosen = chosen.name, chosen.source
+
+
 def target_of(args: argparse.Namespace) -> Target | None:
     """The `--env` target (resolved once per command)."""
+    _choose(args)
     if not getattr(args, "env", None):
         return None
     cached: Target | None = getattr(args, "_target", None)
@@ -119,16 +138,41 @@ def target_of(args: argparse.Namespace) -> Target | None:
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
+    """The Stairway database the command acts on; names it on the first line of stderr. A
+    command that changes something (`--fix`) refuses when the database was not chosen (only the
+    state directory's `local.env` fallback) and more than one environment file exists."""
     # lazy: SQLAlchemy and psycopg take ~0.3 s to import; --help must not wait for them
     from repairtool.stairway.db import make_engine, resolve_settings
 
     target = target_of(args)
     if target is not None:
+        _announce(f"environment: {target.name} ({args._chosen or '--env'})", args)
         return make_engine(target.db)
-    settings = resolve_settings(
-        args.db, args.env_file, default_env_file=state_dir_of(args) / "local.env"
-    )
+    fallback = state_dir_of(args) / "local.env"
+    settings = resolve_settings(args.db, args.env_file, default_env_file=fallback)
+    implicit = settings.source == str(fallback)
+    if implicit and getattr(args, "fix", False) and getattr(args, "_env_files", 0) > 1:
+        raise RefusedError(
+            f"no environment chosen (envs/ has {args._env_files} files) and --fix changes"
+            f" something: refusing to use the fallback database of {fallback}; pass --env NAME"
+            " or --db URL, or set STAIRWAY_OPS_ENV=NAME"
+        )
+    how = "fallback: `repairtool local up`'s database" if implicit else settings.source
+    shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
+    _announce(f"database: {shown} ({how})", args)
     return make_engine(settings)
+
+
+def _announce(line: str, args: argparse.Namespace | None = None) -> None:
+    """The environment a command acts on: the first line on stderr (kept for the document), or
+    an event of the command's own log when it writes JSON lines (`repairtool watch`)."""
+    to = getattr(args, "_announce_to", None)
+    if to is not None:
+        to(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+    if args is not None:
+        args._where = line.split(": ", 1)[1]
 
 
 def print_json(doc: Any) -> None:

@@ -82,8 +82,9 @@ def scan_env(args: argparse.Namespace, name: str) -> EnvReport:
         live = liveness_of(args, target)
         reader, reader_source = reader_of(args, engine, target)
         catalog = None if args.no_decode else catalog_of(args, target)
-        detection = detect(engine, live, detect_options(args, catalog, reader))
-        plan = make_plan(args, engine, detection, queue_of(args, target), catalog, reader)
+        queue = queue_of(args, target)
+        detection = detect(engine, live, detect_options(args, catalog, reader, queue))
+        plan = make_plan(args, engine, detection, queue, catalog, reader)
         return EnvReport(name, plan, reader, reader_source)
     except Exception as error:  # reported per env, as one line with its code
         return EnvReport(name, error=one_line(error), code=exit_code_of(error))

@@ -11,26 +11,36 @@ Env column; with --json one document (schema repairtool.orphans.envs/1: {"schema
 --json document (stable; version 1):
   {"schema": "repairtool.orphans/1",
    "liveness": {"source", "confidence", "note", "live": [..] | null},
-   "reader": "legacy" | "typed", "scanned": N,
+   "at": "RFC 3339 time of the scan", "reader": "legacy" | "typed", "scanned": N,
    "findings": [{"flight_id", "class_name", "status", "owner", "kind", "evidence",
                  "proposed_action", "instance"?}],
    "plan": [{"flight_id", "instance", "kind", "action", "steps", "reencode_keys"}],
    "refused": [{"flight_id", "instance", "kind", "action", "why"}],
    "deferred": [...plan items beyond --limit],
-   "applied": [{...plan item, "results": [{"step", "outcome", "before", "after", "detail",
-                                           "audit_id"}]}],          (after --fix)
-   "skipped": [{...plan item, "results": [...], "why"}]}            (after --fix)
-kind: dead_owner | stalled | unqueued | stale_instance
+   "applied": [{...plan item, "results": [{"step", "flight_id", "outcome", "before", "after",
+                                           "detail", "audit_id"}]}],   (after --fix)
+   "skipped": [{...plan item, "results": [...], "why"}],             (after --fix)
+   "failed", "not_attempted", "error": {"message", "exit_code"},   (after an error stopped
+                                       the apply: the command then ends with that error)
+   "environment": "what it acted on", "reason": "--reason"}         (after --fix)
+After --fix, `-o markdown` prints an incident note: the findings, the changes and their audit ids.
+kind: dead_owner | stalled | unqueued | stale_instance | queued_overdue
 proposed_action / action: resume | fail | enqueue | recover_instance | reencode | none
+queued_overdue is informational (proposed_action none; it never changes the exit code): a
+QUEUED/READY flight unowned longer than the work queue's ack deadline plus --overdue-margin.
+Its evidence names the age, the ack deadline and where the deadline was read (the subscription,
+through the Pub/Sub API, when a work queue is configured; else the engine's default 100 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from repairtool.cli import validate
 from repairtool.cli.common import (
     HelpFormatter,
     View,
@@ -44,6 +54,7 @@ from repairtool.cli.common import (
 )
 from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
+from repairtool.exitcodes import exit_code_of
 from repairtool.guards import confirm, require_reason
 
 if TYPE_CHECKING:
@@ -148,6 +159,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DURATION",
         help="QUEUED longer than this lost its message",
     )
+    d.add_argument(
+        "--overdue-margin",
+        type=duration,
+        default=duration("30s"),
+        metavar="DURATION",
+        help="QUEUED/READY unowned longer than the ack deadline plus this is queued_overdue"
+        " (informational)",
+    )
     d.add_argument("--class", dest="class_name", help="only flights of this class (* wildcard)")
     d.add_argument(
         "--flight",
@@ -172,8 +191,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     f.add_argument("--reason", help="why (required with --fix; goes into the audit trail)")
     add_yes_arg(f)
-    f.add_argument("--limit", type=int, metavar="N", help="apply at most N changes")
-    f.add_argument("--rate", type=float, metavar="PER_SEC", help="at most this many changes/s")
+    f.add_argument("--limit", type=validate.count, metavar="N", help="apply at most N changes")
+    f.add_argument(
+        "--rate", type=validate.rate, metavar="PER_SEC", help="at most this many changes/s"
+    )
     f.add_argument(
         "--force",
         action="store_true",
@@ -188,7 +209,7 @@ def liveness_of(args: argparse.Namespace, target: Target | None = None) -> Liven
     """The liveness source the options (and the env, when given) name. Does not change `args`."""
     from repairtool import liveness  # lazy: imports the kubernetes client when asked to
 
-    if args.live_instances:
+    if args.live_instances is not None:  # "" is an empty list: an error, not "not given"
         return liveness.from_names(args.live_instances.split(","))
     target = target if target is not None else target_of(args)
     kube, namespace = args.kube, args.namespace
@@ -267,8 +288,31 @@ def queue_of(args: argparse.Namespace, target: Target | None = None) -> WorkQueu
     return WorkQueue.from_env(args.cluster, args.project)
 
 
+def ack_deadline_of(queue: WorkQueue | None) -> tuple[dt.timedelta, str]:
+    """The work queue's ack deadline and where it comes from (the subscription, read with the
+    Pub/Sub API; the engine's default when there is no queue or it cannot be read)."""
+    # lazy: detection pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    from repairtool.detect import ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
+    from repairtool.stairway.queue import QueueError
+
+    if queue is None:
+        return ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
+    try:
+        seconds = queue.ack_deadline()
+    except QueueError as error:
+        return ENGINE_ACK_DEADLINE, (
+            f"the engine's default 100 s: the subscription could not be read ({error})"
+        )
+    return dt.timedelta(seconds=seconds), (
+        f"subscription {queue.subscription_path} (read with the Pub/Sub API)"
+    )
+
+
 def detect_options(
-    args: argparse.Namespace, catalog: Catalog | None, reader: ReaderVersion
+    args: argparse.Namespace,
+    catalog: Catalog | None,
+    reader: ReaderVersion,
+    queue: WorkQueue | None = None,
 ) -> Options:
     from repairtool.detect import Options  # lazy: SQLAlchemy (~0.3 s)
 
@@ -280,29 +324,38 @@ def detect_options(
         flight_ids=tuple(args.flight),
         catalog=catalog,
         reader=reader,
+        ack_deadline_reader=lambda: ack_deadline_of(queue),
+        overdue_margin=args.overdue_margin,
     )
 
 
 def cmd_orphans(args: argparse.Namespace) -> int:
     # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
     from repairtool.detect import detect
-    from repairtool.repair import apply_plan
+    from repairtool.repair import Outcomes, apply_plan
     from repairtool.stairway.audit import Actor
+    from repairtool.stairway.queries import require_flights
 
     if args.fix:
         reason = require_reason(args.reason)
+    if args.reader:
+        # lazy: the FlightMap package; a bad --reader is one line before anything is opened
+        from repairtool.flightmap import parse_reader
+
+        parse_reader(args.reader)
     engine = open_engine(args)
     live = liveness_of(args)
+    require_flights(engine, args.flight)
     reader, reader_source = reader_of(args, engine)
     catalog = None if args.no_decode else catalog_of(args)
-    options = detect_options(args, catalog, reader)
-    detection = detect(engine, live, options)
     queue = queue_of(args)
+    options = detect_options(args, catalog, reader, queue)
+    detection = detect(engine, live, options)
     plan = make_plan(args, engine, detection, queue, catalog, reader)
     outcomes = None
     human = args.output != "json"
     if args.fix and plan.changes:
-        if human:
+        if human and args.output != "markdown":  # markdown: one incident note at the end
             show(args, plan_view(plan, reader, reader_source))
         summary = ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
         confirm(
@@ -315,10 +368,24 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             actor=Actor(reason=reason),
             queue=queue,
             rate=args.rate,
-            on_event=_console if human else _quiet,
+            on_event=_console if human and args.output != "markdown" else _quiet,
+            on_error="record",  # an error part-way: what was done is still shown, then raised
         )
+    elif args.fix:
+        outcomes = Outcomes((), ())
     if not human:
-        show(args, View(doc=document(detection, plan, reader, outcomes)))
+        doc = document(detection, plan, reader, outcomes)
+        if outcomes is not None:
+            doc["environment"] = getattr(args, "_where", None)
+            doc["reason"] = reason
+        show(args, View(doc=doc))
+    elif args.output == "markdown" and outcomes is not None:
+        # lazy: the incident note is needed only after a repair in Markdown
+        from repairtool.incident import incident_markdown
+
+        doc = document(detection, plan, reader, outcomes)
+        doc |= {"environment": getattr(args, "_where", None), "reason": reason}
+        sys.stdout.write(incident_markdown(doc))
     elif not args.fix or not plan.changes:
         view = plan_view(plan, reader, reader_source)
         if plan.changes:
@@ -330,8 +397,10 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     else:
         assert outcomes is not None
         render_outcomes(outcomes)
-    if not detection.findings:
-        return 0
+    if outcomes is not None and outcomes.error is not None:
+        raise outcomes.error
+    if all(f.informational for f in detection.findings):
+        return 0  # nothing found, or only delays (queued_overdue): the exit code ignores them
     if outcomes is None:
         return EXIT_FINDINGS
     left = plan.refused or plan.deferred or plan.report_only or outcomes.skipped
@@ -390,6 +459,7 @@ def document(
     live = detection.liveness
     doc: dict[str, Any] = {
         "schema": "repairtool.orphans/1",
+        "at": rfc3339_or_none(detection.now, "seconds"),
         "liveness": {
             "source": live.source,
             "confidence": live.confidence.value,
@@ -404,8 +474,25 @@ def document(
         "deferred": [c.to_json() for c in plan.deferred],
     }
     if outcomes is not None:
-        doc["applied"] = [a.to_json() for a in outcomes.applied]
-        doc["skipped"] = [a.to_json() for a in outcomes.skipped]
+        doc.update(outcomes_json(outcomes))
+    return doc
+
+
+def outcomes_json(outcomes: Outcomes) -> dict[str, Any]:
+    """`applied` and `skipped`; after an error that stopped the apply also `failed`,
+    `not_attempted` and `error` ({"message", "exit_code"}) — the one-line message and the exit
+    code the command then ends with."""
+    doc: dict[str, Any] = {
+        "applied": [a.to_json() for a in outcomes.applied],
+        "skipped": [a.to_json() for a in outcomes.skipped],
+    }
+    if outcomes.error is not None:
+        doc["failed"] = [a.to_json() for a in outcomes.failed]
+        doc["not_attempted"] = [c.to_json() for c in outcomes.not_attempted]
+        doc["error"] = {
+            "message": str(outcomes.error),
+            "exit_code": int(exit_code_of(outcomes.error)),
+        }
     return doc
 
 
@@ -455,6 +542,15 @@ def plan_view(plan: Plan, reader: ReaderVersion, reader_source: str) -> View:
         after += ["", f"Deferred by --limit: {len(plan.deferred)} more changes"]
     if plan.report_only:
         after += ["", f"Report only: {len(plan.report_only)} findings (no safe automatic action)"]
+    overdue = [f for f in d.findings if f.informational]
+    if overdue:
+        ev = overdue[0].evidence
+        after += [
+            "",
+            f"Informational: {len(overdue)} queued_overdue (waiting longer than the ack deadline"
+            f" {ev.get('ack_deadline')} + {ev.get('margin')}; deadline from"
+            f" {ev.get('ack_deadline_source')}); no action, the exit code ignores them",
+        ]
     if any(c.action.value in ("resume", "enqueue") for c in plan.changes) and plan.queue is None:
         after += [
             "",
@@ -488,7 +584,12 @@ def render_outcomes(outcomes: Outcomes) -> None:
                 print(f"         enqueued: {r.detail}")
     for a in outcomes.skipped:
         print(f"skipped  {a.change.action:<16} {a.change.target}: {a.why}")
+    for a in outcomes.failed:
+        print(f"failed   {a.change.action:<16} {a.change.target}: {a.why}")
+    for c in outcomes.not_attempted:
+        print(f"not attempted  {c.action:<10} {c.target}")
+    stopped = f", {len(outcomes.not_attempted)} not attempted" if outcomes.error else ""
     print(
-        f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped;"
+        f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped{stopped};"
         " see `repairtool flights audit`"
     )

@@ -97,6 +97,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--queue-retention", type=duration, default=duration("3d"), metavar="DURATION",
         help="QUEUED longer than this lost its message",
     )  # fmt: skip
+    d.add_argument(
+        "--overdue-margin", type=duration, default=duration("30s"), metavar="DURATION",
+        help="queued_overdue: unowned longer than the ack deadline plus this (information)",
+    )  # fmt: skip
     d.add_argument("--no-decode", action="store_true", help="skip the FlightMap check")
     a = p.add_argument_group("auto-resume (off by default)")
     a.add_argument(
@@ -138,12 +142,13 @@ def _source(args: argparse.Namespace, target: Target | None) -> WatchSource:
     engine = make_engine(target.db) if target is not None else open_engine(args)
     reader, _ = reader_of(args, engine, target)
     catalog = None if args.no_decode else catalog_of(args, target)
+    queue = queue_of(args, target)
     return WatchSource(
         env=target.name if target is not None else (args.namespace or "default"),
         engine=engine,
         liveness=lambda: liveness_of(args, target),
-        options=detect_options(args, catalog, reader),
-        queue=queue_of(args, target),
+        options=detect_options(args, catalog, reader, queue),
+        queue=queue,
     )
 
 
@@ -182,6 +187,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     host, port = parse_addr(args.metrics_addr)
     # --once prints one document on stdout: its log lines go to stderr
     log = json_lines(sys.stderr if args.once else None)
+    # the environment/database each source acts on, as an event of the same JSON log
+    args._announce_to = lambda line: log(
+        {"time": rfc3339(utcnow()), "severity": "INFO", "event": "watch.source", "message": line}
+    )
     targets: list[Target] = []
     sources: list[WatchSource] = []
     server: Any = None
@@ -210,7 +219,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             print_json(result.to_json())
             failed = [e for e in result.envs if not e.ok]
             if failed:
-                return int(failed[0].code or 70)
+                # the scan's own log event has the details; the command ends with one line
+                first = failed[0]
+                more = f" (and {len(failed) - 1} more envs)" if len(failed) > 1 else ""
+                print(f"repairtool: error: {first.env}: {first.error}{more}", file=sys.stderr)
+                return int(first.code or 70)
             return int(EXIT_FINDINGS) if any(sum(e.counts.values()) for e in result.envs) else 0
         server, _thread = start_http_server(port, addr=host, registry=registry)
         bound = server.server_address[1]

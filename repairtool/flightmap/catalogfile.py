@@ -29,7 +29,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from repairtool.datafile import UniqueKeyLoader, read_text, validate
+from repairtool.datafile import read_text, validate
+from repairtool.yamlstrict import UniqueKeyLoader
 
 from . import java
 from .errors import CatalogError

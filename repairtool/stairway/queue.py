@@ -56,6 +56,33 @@ class WorkQueue:
     def topic_path(self) -> str:
         return f"projects/{self.project}/topics/{topic_id(self.cluster_name)}"
 
+    @property
+    def subscription_path(self) -> str:
+        return f"projects/{self.project}/subscriptions/{subscription_id(self.cluster_name)}"
+
+    def ack_deadline(self, timeout: float = 10.0) -> int:
+        """The subscription's ack deadline in seconds, read with the Pub/Sub API (a message no
+        pod acked is redelivered after it); :class:`QueueError` when it cannot be read."""
+        try:
+            from google.api_core import exceptions as gexc
+            from google.auth import exceptions as auth_exc
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as error:  # pragma: no cover - dependency is declared
+            raise QueueError(f"google-cloud-pubsub is not installed: {error}") from None
+        try:
+            with pubsub_v1.SubscriberClient() as client:
+                sub = client.get_subscription(
+                    request={"subscription": self.subscription_path}, timeout=timeout
+                )
+        except auth_exc.DefaultCredentialsError:
+            raise QueueError("no Google credentials for Pub/Sub") from None
+        except gexc.NotFound:
+            raise QueueError(f"subscription not found: {self.subscription_path}") from None
+        except gexc.GoogleAPIError as error:
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            raise QueueError(f"reading {self.subscription_path} failed: {first}") from None
+        return int(sub.ack_deadline_seconds)
+
     def publish(self, message: str, timeout: float = 30.0) -> str:
         """Publish one message; returns the server's message id."""
         try:

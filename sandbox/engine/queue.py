@@ -47,6 +47,9 @@ class WorkQueue:
         self.publisher = PublisherClient()
         self.subscriber = SubscriberClient()
         self.log = logging.getLogger(logger_name)
+        #: the sandbox's `hold_queue_messages` switch: while true, received messages are neither
+        #: processed nor acked (a pod that took the batch and died): redelivered after the deadline
+        self.held: Callable[[], bool] = lambda: False
 
     def publish(self, message: str) -> str:
         message_id = str(self.publisher.publish(self.topic_path, message.encode()).result(30))
@@ -111,6 +114,8 @@ class WorkQueueListener(threading.Thread):
         try:
             for ack_id, data in messages:
                 self.log.info("Received message: %s", data)
+                if self.queue.held():
+                    continue  # the hold switch: not processed, not acked (redelivered later)
                 if self.process(data):
                     ack_ids.append(ack_id)
         except JavaException as error:

@@ -498,7 +498,13 @@ class FlightRunner:
             return StepResult.fatal(wrapped)
 
     def _dismal(self, step_class: str, undo: StepResult) -> None:
+        """Part 3 of `fly()`: one more row with the direction as it stands (SWITCH when the
+        failed step's own undo failed, UNDO when a later one did) and the DO failure, then FATAL.
+        ≤0.0.62 then replaces the result with the undo error (the flight row's exception);
+        since PF-2594 (2023-03) the DO failure is kept. A forced-ready flight resumes from this
+        row: SWITCH undoes the same step again. (Flight.java 0.0.5x; impl/FlightRunner.java.)"""
         ctx, s = self.ctx, self.s
+        s.dao.step(ctx)
         if s.f.keeps_do_failure_on_dismal:
             self.log.error(
                 "%s (index %s) experienced DISMAL FAILURE: non-retryable error on undo",
@@ -506,6 +512,7 @@ class FlightRunner:
                 ctx.step_index,
             )
         else:
+            ctx.result = undo
             self.log.error(
                 "DISMAL FAILURE: non-retry-able error during undo. Flight: %s(%s) Step: %s(%s)",
                 ctx.flight_id,
@@ -513,9 +520,6 @@ class FlightRunner:
                 ctx.step_index,
                 step_class,
             )
-            ctx.result = undo
-        ctx.direction = Direction.UNDO
-        s.dao.step(ctx)
         if s.dao.complete(ctx, FlightStatus.FATAL, ctx.result.exception):
             s.hooks.state_transition(ctx.flight_id, FlightStatus.FATAL)
         s.hooks.end_flight(ctx)

@@ -261,14 +261,19 @@ def compare_scan(
 _STATE: dict[str, Any] = {}
 
 
+# A batch holds a varying number of values (hypothesis decides how many, and its choices move
+# between versions), so the run asks for more batches than CASES needs on average and the
+# batches after CASES is reached are generated but not written: the count is met, not hoped for.
 @settings(
-    max_examples=max(1, CASES // (FLIGHTS_PER_BATCH * 5)),
+    max_examples=max(1, CASES // (FLIGHTS_PER_BATCH * 3)),
     deadline=None,
     derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(flights, min_size=FLIGHTS_PER_BATCH, max_size=FLIGHTS_PER_BATCH))
 def _scanned_flights(batch: list[GeneratedFlight]) -> None:
+    if _STATE["cases"] >= CASES:
+        return
     found = Disagreements()
     compare_scan(_STATE["oracle"], _STATE["engines"], batch, found)
     _STATE["cases"] += found.cases

@@ -91,7 +91,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "bad literal",
         lambda d: d["method"].update(fault="nuke"),
-        "key 'method.fault' must be one of kill-owner|drop-db-connections, not 'nuke'",
+        "key 'method.fault' must be one of"
+        " kill-owner|kill-idle-pod|drop-db-connections|wsm-db-outage, not 'nuke'",
     ),
     (
         "bad finding kind",
@@ -162,7 +163,7 @@ def test_connection_drop_cannot_expect_a_recovering_pod(
 ) -> None:
     data = _mutated("db-connection-drop", lambda d: d["expect"].update(recovered_by="survivor"))
     path = write_definition(data, name="db-connection-drop")
-    with pytest.raises(ExperimentError, match=r"needs method\.fault kill-owner"):
+    with pytest.raises(ExperimentError, match=r"needs a pod-killing fault"):
         load_definition_file(path)
 
 
@@ -182,3 +183,81 @@ def test_defaults_fill_optional_keys(write_definition: Callable[..., Path]) -> N
     d = load_definition_file(write_definition(_mutated("multi-instance-pod-kill", strip)))
     assert d.attempts == 1 and d.detection.stalled_after == "5s"
     assert d.method.settle_seconds == 15.0 and d.notes == ()
+
+
+#: every mitigation's experiment: (name, the repair commands it runs, the status it verifies)
+MITIGATIONS = {
+    "dead-owner-resume": (["orphans-fix", "recover"], "SUCCESS"),
+    "dead-owner-no-queue": (["orphans-fix", "restart"], "SUCCESS"),
+    "stale-instance": (["orphans-fix"], "SUCCESS"),
+    "lost-queue-message": (["orphans-fix"], "SUCCESS"),
+    "queued-past-ack-deadline": ([], "SUCCESS"),
+    "decode-failure-fail": (["orphans-fix"], "FATAL"),
+    "dismal-failure-force-ready": (["recover", "recover"], "ERROR"),
+}
+
+
+def test_an_experiment_for_every_mitigation() -> None:
+    for name, (runs, status) in MITIGATIONS.items():
+        d = load_definition(name)
+        assert d.repair is not None, name
+        assert [s.run for s in d.repair.plan()] == runs, name
+        assert d.repair.expect_status == status, name
+    no_queue = load_definition("dead-owner-no-queue")
+    assert no_queue.queue == "none"
+    assert no_queue.method.switches.before_fault == {
+        "pod_watch_dropped": True,
+        "replace_deleted_pods": False,
+    }
+    first, restart = no_queue.repair.plan()  # type: ignore[union-attr]
+    assert (first.action, first.expect_status, first.hold_seconds) == ("resume", "READY", 10)
+    assert restart.run == "restart"
+    assert load_definition("dead-owner-resume").repair.expect_instance_gone  # type: ignore[union-attr]
+    lost = load_definition("lost-queue-message")
+    assert lost.method.switches.before_fault == {"work_queue_detached": True}
+    assert lost.method.switches.after_fault == {"work_queue_detached": False}
+    assert lost.detection.queue_retention == "20s" and lost.detection.wait_for_findings
+    held = load_definition("queued-past-ack-deadline")
+    assert held.expect.findings == ("queued_overdue",)
+    assert held.method.switches.after_detection == {"hold_queue_messages": False}
+    forced = load_definition("dismal-failure-force-ready")
+    assert forced.method.fault == "wsm-db-outage"
+    assert [s.action for s in forced.repair.plan()] == ["force-ready", "enqueue"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["method"].update(switches={"before_fault": {"nuke_it": True}}),
+            "key 'method.switches.before_fault.nuke_it' is not a sandbox switch",
+        ),
+        (
+            lambda d: d["repair"]["steps"][0].update(reason=" "),
+            "key 'repair.steps[0].reason' must not be empty",
+        ),
+        (
+            lambda d: d["repair"]["steps"][1].update(action="explode"),
+            "key 'repair.steps[1].action' is 'explode'; recover takes",
+        ),
+        (
+            lambda d: d["repair"].update(action="resume", reason="x"),
+            "key 'repair.action' give either action",
+        ),
+        (
+            lambda d: d.update(queue="none"),
+            "",
+        ),
+    ],
+)
+def test_bad_repair_steps_and_switches_are_one_line(
+    write_definition: Callable[..., Path], change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    data = _mutated("dead-owner-resume", change)
+    path = write_definition(data, name="dead-owner-resume")
+    if not message:  # queue none with the same switches is valid
+        assert load_definition_file(path).queue == "none"
+        return
+    with pytest.raises(ExperimentError) as info:
+        load_definition_file(path)
+    assert message in str(info.value) and "\n" not in str(info.value)

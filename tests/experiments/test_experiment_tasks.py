@@ -17,7 +17,7 @@ from opskit.errors import ExitCode
 from opskit.events import Reporter
 from opskit.experiment.commands import CommandResult
 from opskit.experiment.db import psql_command
-from opskit.experiment.definition import load_definition
+from opskit.experiment.definition import list_definitions, load_definition
 from opskit.experiment.record import journal_experiment
 from opskit.experiment.stage import GkeStage, LocalStage, stage_for
 from opskit.journal import CommandRecord
@@ -41,10 +41,9 @@ def inv(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_unknown_experiment_is_one_line_and_exit_9_not_found(isolated: Path) -> None:
     p = inv("experiment", "nope")
     assert p.returncode == ExitCode.NOT_FOUND
-    assert p.stderr.strip().splitlines() == [
-        "error: unknown experiment 'nope' (known: db-connection-drop, decode-failure-on-resume,"
-        " multi-instance-pod-kill, single-instance-pod-kill)"
-    ]
+    known = ", ".join(list_definitions())
+    assert known.startswith("db-connection-drop, dead-owner-no-queue, dead-owner-resume, ")
+    assert p.stderr.strip().splitlines() == [f"error: unknown experiment 'nope' (known: {known})"]
     p = inv("experiment", "multi-instance-pod-kill", "--delay", "soon")
     assert p.returncode == ExitCode.USAGE and "--delay: not a duration: 'soon'" in p.stderr
 

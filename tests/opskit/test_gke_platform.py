@@ -115,6 +115,30 @@ def test_rollout_runs_skaffold_in_local_dev_then_watches_the_api(
     )
 
 
+def test_restart_is_a_rollout_restart_through_the_api_and_replaces_every_pod(
+    gke_env: Env, fake_gke: Any
+) -> None:
+    """`inv restart`: `kubectl rollout restart` (the restartedAt stamp on the pod template),
+    watched through the Kubernetes API until every pod is a new one; no skaffold, no shell."""
+    p = GkePlatform(gke_env)
+    before = {x.name for x in p.list_pods()}
+    dry = p.restart(Reporter(), 30, dry=True)
+    assert dry.message == (
+        "dry run: restart deployment/workspacemanager-deployment (2 pods) and watch it;"
+        " nothing was changed"
+    )
+    assert {x.name for x in p.list_pods()} == before
+    got = Collector()
+    result = p.restart(Reporter([got]), 60)
+    assert result.replicas == 2
+    assert re.fullmatch(r"Deployments stabilized in [\d.]+ seconds", result.message)
+    after = {x.name for x in p.list_pods() if x.ready}
+    assert len(after) == 2 and not after & before
+    assert got.kinds()[0] == "restart.start"
+    dep = fake_gke.cluster.store.get("deployments", gke_env.namespace, gke_env.service.deployment)
+    assert "kubectl.kubernetes.io/restartedAt" in dep["spec"]["template"]["metadata"]["annotations"]
+
+
 def test_rollout_warns_when_the_chart_left_out_the_kubernetes_env_vars(
     gke_env: Env, fake_gke: Any
 ) -> None:

@@ -214,7 +214,9 @@ def test_the_inv_command_prints_one_line_on_stderr_and_exits_with_the_code(
         )
         assert p.returncode == code, (argv, p.returncode, p.stderr)
         lines = p.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, p.stderr)
+        # the environment the task acts on (once it loaded), then the one error line
+        assert lines[-1].startswith("error: "), (argv, p.stderr)
+        assert lines[:-1] in ([], [f"environment: {argv[2]} (--env)"]), (argv, p.stderr)
     listing = subprocess.run(
         [inv, "--list"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=60
     )

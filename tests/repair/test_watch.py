@@ -279,7 +279,8 @@ def test_the_cli_serves_metrics_over_http_and_stops_on_sigterm(
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        lines = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        assert lines[0]["event"] == "watch.source" and "database: " in lines[0]["message"]
         (listening,) = [r for r in lines if r["event"] == "metrics.listening"]
         deadline = time.monotonic() + 20
         body = ""
@@ -314,7 +315,10 @@ def test_cli_refuses_auto_resume_without_kubernetes_liveness(stairway_db: Engine
     ):
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (extra, proc.stderr)
-        assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        # at most the log event naming the database, then one error line
+        *where, error = proc.stderr.strip().splitlines()
+        assert message in error and len(where) <= 1
+        assert all(json.loads(w)["event"] == "watch.source" for w in where)
 
 
 def test_once_prints_one_scan_and_exits_with_the_findings_code(stairway_db: Engine) -> None:
@@ -332,7 +336,7 @@ def test_once_prints_one_scan_and_exits_with_the_findings_code(stairway_db: Engi
     assert env["env"] == "terra-x" and env["findings"]["dead_owner"] == 1
     assert env["new"] == [["dead_owner", "f-dead"], ["stale_instance", f"instance {DEAD}"]]
     logged = [json.loads(line)["event"] for line in proc.stderr.splitlines()]
-    assert logged == ["finding.new", "finding.new"]
+    assert logged == ["watch.source", "finding.new", "finding.new"]
 
 
 def test_in_cluster_only_without_a_kubeconfig_like_kubectl(

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sandbox.cluster import Cluster, ClusterSpec, FakeRuntime, parse_label_selector, template_hash
 from sandbox.kubeapi import KubeApiServer, write_kubeconfig
+from sandbox.podlistener import core_api
 
 NS = "terra-sandbox"
 DEPLOY = "workspacemanager-deployment"
@@ -126,24 +127,33 @@ def test_watch_replays_and_streams_replacement(core: client.CoreV1Api, cluster: 
     assert first_new < seen.index(("DELETED", victim))
 
 
-def test_dropped_watch_breaks_the_stream(core: client.CoreV1Api, cluster: Cluster) -> None:
+def test_dropped_watch_breaks_the_pods_stream_only(
+    core: client.CoreV1Api, server: KubeApiServer, cluster: Cluster
+) -> None:
+    """The switch cuts the pods' own listeners (their service-account token); an operator's
+    watch through the kubeconfig goes on, as on a real cluster."""
+    pod_client = core_api(server.url)
     errors: list[BaseException] = []
-    events: list[str] = []
+    events: dict[str, list[str]] = {"pod": [], "operator": []}
 
-    def run() -> None:
+    def run(api: client.CoreV1Api, who: str, timeout: int | None) -> None:
         try:
-            for ev in watch.Watch().stream(core.list_namespaced_pod, NS):
-                events.append(ev["type"])
+            for ev in watch.Watch().stream(api.list_namespaced_pod, NS, timeout_seconds=timeout):
+                events[who].append(ev["type"])
         except Exception as error:  # the client's view of a cut stream
             errors.append(error)
 
-    t = threading.Thread(target=run)
-    t.start()
-    _wait(lambda: len(events) >= 2)
+    listener = threading.Thread(target=run, args=(pod_client, "pod", None))
+    operator = threading.Thread(target=run, args=(core, "operator", 3))
+    listener.start()
+    operator.start()
+    _wait(lambda: len(events["pod"]) >= 2 and len(events["operator"]) >= 2)
     cluster.set_switches(pod_watch_dropped=True)
-    t.join(timeout=10)
-    assert not t.is_alive()
-    assert errors, "a dropped watch must surface as an error, not a clean end"
+    listener.join(timeout=10)
+    assert not listener.is_alive()
+    assert len(errors) == 1, "a dropped watch must surface as an error, not a clean end"
+    operator.join(timeout=10)
+    assert not operator.is_alive() and len(errors) == 1  # ended by its own timeout, cleanly
 
 
 def test_replacement_switch(core: client.CoreV1Api, cluster: Cluster) -> None:
