@@ -1,4 +1,4 @@
-"""The one strict loader of the project's data files (envs, experiments, journals).
+"""The one strict loader of the project's data files (envs, experiments, journals, catalogs).
 
 Files are parsed with duplicate keys refused (YAML and JSON), then validated into frozen
 pydantic dataclasses whose config forbids unknown keys (:data:`STRICT`). Every problem is one
@@ -103,10 +103,6 @@ JsonScalar = Annotated[Any, BeforeValidator(_scalar)]
 # parsing files
 
 
-#: the loader `parse_yaml` uses (duplicate keys refused)
-_UniqueKeyLoader = UniqueKeyLoader
-
-
 def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -119,7 +115,7 @@ def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
 def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
     """YAML (safe subset) with duplicate keys refused; errors name the line."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -175,10 +171,19 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return _ADAPTERS[model]
 
 
-def validate(model: type[T], data: Any, *, shown: str, error: ErrorFactory, prefix: str = "") -> T:
+def validate(
+    model: type[T],
+    data: Any,
+    *,
+    shown: str,
+    error: ErrorFactory,
+    prefix: str = "",
+    explain: Callable[[ErrorDetails], str] | None = None,
+) -> T:
     """``data`` as a ``model`` instance, or ``error("<shown>: <problem>")`` for the first problem.
 
-    ``prefix`` is the key path of ``data`` inside its file (for nested documents).
+    ``prefix`` is the key path of ``data`` inside its file (for nested documents); ``explain``
+    words an error for a format with its own vocabulary (default :func:`describe`).
     """
     if not isinstance(data, Mapping):
         where = (
@@ -190,7 +195,8 @@ def validate(model: type[T], data: Any, *, shown: str, error: ErrorFactory, pref
     except ValidationError as exc:
         # an unknown key first: it is usually the typo that also makes a required key missing
         errors = sorted(exc.errors(), key=lambda e: e["type"] not in _UNKNOWN)
-        raise error(f"{shown}: {describe(errors[0], prefix)}") from None
+        problem = explain(errors[0]) if explain else describe(errors[0], prefix)
+        raise error(f"{shown}: {problem}") from None
     return value
 
 
