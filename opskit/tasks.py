@@ -679,7 +679,7 @@ def conformance(c: Context, cases: int = 20_000) -> None:
 
 @ops_task(
     help={
-        "only": "soak names or prefixes: race, faults, fuzz, secrets (default: all)",
+        "only": "soak names or prefixes: race, faults, fuzz, secrets, cli, sandbox (default: all)",
         "scale": "fraction of the full trial counts (default: 1.0)",
         "seed": "random seed (default: a new one, printed per soak)",
         "json": "also write the figures to this JSON file",

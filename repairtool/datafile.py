@@ -1,4 +1,4 @@
-"""The one strict loader of the project's data files (envs, experiments, journals).
+"""The one strict loader of the project's data files (envs, experiments, journals, catalogs).
 
 Files are parsed with duplicate keys refused (YAML and JSON), then validated into frozen
 pydantic dataclasses whose config forbids unknown keys (:data:`STRICT`). Every problem is one
@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from repairtool.durations import format_duration, parse_duration
+from repairtool.yamlstrict import UniqueKeyLoader
 
 T = TypeVar("T")
 ErrorFactory = Callable[[str], Exception]
@@ -102,40 +103,19 @@ JsonScalar = Annotated[Any, BeforeValidator(_scalar)]
 # parsing files
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key that appears twice in one mapping."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
 def read_text(path: Path, shown: str, error: ErrorFactory) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise error(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # the content is never repeated: it may hold anything
+        raise error(f"{shown}: not UTF-8 text (byte {exc.start})") from None
 
 
 def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
     """YAML (safe subset) with duplicate keys refused; errors name the line."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -143,6 +123,8 @@ def parse_yaml(text: str, shown: str, error: ErrorFactory) -> Any:
         if problem.startswith("duplicate key"):
             raise error(f"{shown}:{where} {problem}") from None
         raise error(f"{shown}:{where} not valid YAML") from None
+    except RecursionError:  # PyYAML's parser recurses: a file nested thousands deep
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
@@ -160,6 +142,8 @@ def parse_json(text: str, shown: str, error: ErrorFactory) -> Any:
         return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise error(f"{shown}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{shown}: nested too deeply") from None
 
 
 def load_yaml(path: Path, shown: str, error: ErrorFactory) -> Any:
@@ -187,10 +171,19 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return _ADAPTERS[model]
 
 
-def validate(model: type[T], data: Any, *, shown: str, error: ErrorFactory, prefix: str = "") -> T:
+def validate(
+    model: type[T],
+    data: Any,
+    *,
+    shown: str,
+    error: ErrorFactory,
+    prefix: str = "",
+    explain: Callable[[ErrorDetails], str] | None = None,
+) -> T:
     """``data`` as a ``model`` instance, or ``error("<shown>: <problem>")`` for the first problem.
 
-    ``prefix`` is the key path of ``data`` inside its file (for nested documents).
+    ``prefix`` is the key path of ``data`` inside its file (for nested documents); ``explain``
+    words an error for a format with its own vocabulary (default :func:`describe`).
     """
     if not isinstance(data, Mapping):
         where = (
@@ -202,7 +195,8 @@ def validate(model: type[T], data: Any, *, shown: str, error: ErrorFactory, pref
     except ValidationError as exc:
         # an unknown key first: it is usually the typo that also makes a required key missing
         errors = sorted(exc.errors(), key=lambda e: e["type"] not in _UNKNOWN)
-        raise error(f"{shown}: {describe(errors[0], prefix)}") from None
+        problem = explain(errors[0]) if explain else describe(errors[0], prefix)
+        raise error(f"{shown}: {problem}") from None
     return value
 
 

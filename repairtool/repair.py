@@ -75,6 +75,7 @@ class Applied:
             "results": [
                 {
                     "step": r.action,
+                    "flight_id": r.flight_id,
                     "outcome": r.outcome.value,
                     "before": r.before,
                     "after": r.after,

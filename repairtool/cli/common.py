@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repairtool.durations import InvalidDuration, format_duration, parse_duration
+from repairtool.cli import validate
+from repairtool.durations import format_duration
 from repairtool.errors import RefusedError, UsageError
 from repairtool.exitcodes import help_text
 
@@ -91,10 +92,7 @@ def add_yes_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
 
 def duration(text: str) -> Any:
     """argparse type for the one duration grammar (`90s`, `10m`, `1h30m`, `3d`)."""
-    try:
-        return parse_duration(text)
-    except InvalidDuration as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return validate.duration(text)
 
 
 def state_dir_of(args: argparse.Namespace) -> Path:

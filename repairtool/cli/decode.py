@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from repairtool.cli import validate
 from repairtool.cli.common import (
     HelpFormatter,
     View,
@@ -32,8 +33,8 @@ from repairtool.cli.common import (
     show,
     target_of,
 )
-from repairtool.cli.orphans import add_decode_args, catalog_of, reader_of
-from repairtool.errors import EXIT_FINDINGS, RefusedError
+from repairtool.cli.orphans import add_decode_args, catalog_of, outcomes_json, reader_of
+from repairtool.errors import EXIT_FINDINGS, RefusedError, UsageError
 from repairtool.guards import confirm, require_reason
 
 
@@ -70,7 +71,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = acts.add_parser("draft", help="infer a catalog (YAML) from the stored values")
     add_db_args(d)
     d.add_argument("--class", dest="class_name", help="only this flight class (* wildcard)")
-    d.add_argument("--limit", type=int, default=2000, help="flights to sample (newest first)")
+    d.add_argument(
+        "--limit",
+        type=validate.positive_count,
+        default=2000,
+        help="flights to sample (newest first)",
+    )
     d.add_argument(
         "--out",
         type=Path,
@@ -89,11 +95,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from repairtool.decodescan import scan
     from repairtool.detect import Action, Detection
     from repairtool.liveness import from_registry
-    from repairtool.repair import apply_plan, build_plan, read_inputs
+    from repairtool.repair import Outcomes, apply_plan, build_plan, read_inputs
     from repairtool.stairway.audit import Actor
+    from repairtool.stairway.queries import require_flights
 
     reason = require_reason(args.reason) if args.fix else ""
     engine = open_engine(args)
+    require_flights(engine, args.flight)
     reader, reader_source = reader_of(args, engine)
     catalog = catalog_of(args)
     result = scan(engine, catalog, reader, flight_ids=tuple(args.flight), all_flights=args.all)
@@ -116,7 +124,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
             + ". Apply?",
             yes=args.yes,
         )
-        outcomes = apply_plan(engine, plan, actor=Actor(reason=reason))
+        outcomes = apply_plan(engine, plan, actor=Actor(reason=reason), on_error="record")
+    elif args.fix:
+        outcomes = Outcomes((), ())
     doc: dict[str, Any] = {
         "schema": "repairtool.decode/1",
         "reader": reader.value,
@@ -127,8 +137,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         "refused": [r.to_json() for r in plan.refused],
     }
     if outcomes is not None:
-        doc["applied"] = [a.to_json() for a in outcomes.applied]
-        doc["skipped"] = [a.to_json() for a in outcomes.skipped]
+        doc.update(outcomes_json(outcomes))
     failures = [(f, x) for f in result.findings for x in f.evidence["decode_failures"]]
     columns = ["Flight", "Status", "Map", "Key", "Expected", "Found", "Reencodable"]
     rows = []
@@ -141,6 +150,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     after = [f"  plan: {c.action:<9} {c.target}  ({' → '.join(c.steps)})" for c in plan.changes]
     after += [f"  refused: {r.action} {r.finding.flight_id}: {r.why}" for r in plan.refused]
     if outcomes is not None:
+        after += [
+            f"  failed: {a.change.action} {a.change.target}: {a.why}" for a in outcomes.failed
+        ]
+        after += [f"  not attempted: {c.action} {c.target}" for c in outcomes.not_attempted]
         after.append(f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped")
     elif plan.changes:
         after.append("dry run: nothing changed; re-run with --fix --reason TEXT to apply")
@@ -161,6 +174,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
             after=after,
         ),
     )
+    if outcomes is not None and outcomes.error is not None:
+        raise outcomes.error
     if not result.findings:
         return 0
     if outcomes is None or plan.refused or outcomes.skipped:
@@ -176,6 +191,8 @@ def cmd_draft(args: argparse.Namespace) -> int:
     from repairtool.stairway.db import reading
     from repairtool.stairway.version import require_stairway
 
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out {args.out}: is a directory; give a file name")
     engine = open_engine(args)
     where, params = "", {"limit": args.limit}
     if args.class_name:
@@ -204,8 +221,12 @@ def cmd_draft(args: argparse.Namespace) -> int:
         return 0
     if path.exists() and not args.force:
         raise RefusedError(f"{path} exists: review it, or pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(out, encoding="utf-8")
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        raise UsageError(f"--out {path}: cannot write ({why})") from None
     print(f"wrote {path}", file=sys.stderr)
     target = target_of(args)
     if target is not None and args.out is None and str(path) != (target.catalog or ""):

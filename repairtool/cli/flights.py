@@ -9,15 +9,13 @@ RFC 3339 UTC.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from repairtool.cli import validate
 from repairtool.cli.common import HelpFormatter, View, add_db_args, add_output_args, open_engine
 from repairtool.cli.common import show as show_view
-from repairtool.clock import parse_rfc3339, rfc3339, rfc3339_or_none, utcnow
-from repairtool.durations import InvalidDuration, parse_duration
-from repairtool.errors import UsageError
+from repairtool.clock import rfc3339, rfc3339_or_none
 
 if TYPE_CHECKING:
     from repairtool.stairway.audit import AuditRecord
@@ -25,16 +23,8 @@ if TYPE_CHECKING:
     from repairtool.stairway.queries import FlightFilter
 
 
-def parse_time(text: str) -> dt.datetime:
-    """RFC 3339 time (`2021-04-05T14:03:19Z`, `2021-04-05`) or an age like `10m`, `2h`, `3d`."""
-    try:
-        return parse_rfc3339(text)
-    except ValueError:
-        pass
-    try:
-        return utcnow() - parse_duration(text)
-    except InvalidDuration:
-        raise UsageError(f"not a time: {text!r}; use RFC 3339 or an age like 10m, 2h, 3d") from None
+#: RFC 3339 time (`2021-04-05T14:03:19Z`, `2021-04-05`) or an age like `10m`, `2h`, `3d`
+parse_time = validate.time_or_age
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,8 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         q.add_argument("--submitted-before", type=parse_time, metavar="TIME")
     add_output_args(lst, wide="full class names")
     add_output_args(cnt)
-    lst.add_argument("--limit", type=int, default=20, help="at most this many flights")
-    lst.add_argument("--offset", type=int, default=0, help="skip this many first")
+    lst.add_argument("--limit", type=validate.count, default=20, help="at most this many flights")
+    lst.add_argument("--offset", type=validate.count, default=0, help="skip this many first")
     lst.add_argument(
         "--order", choices=["submitted-desc", "submitted-asc"], default="submitted-desc"
     )
@@ -81,7 +71,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     aud = view("audit", "the audit trail of changes made by this toolkit")
     aud.add_argument("--flight", metavar="ID", help="only changes of this flight")
-    aud.add_argument("--limit", type=int, default=50, help="the newest this many changes")
+    aud.add_argument(
+        "--limit", type=validate.count, default=50, help="the newest this many changes"
+    )
     add_output_args(aud, wide="operation ids and the full before/after states")
     aud.set_defaults(func=cmd_audit)
 
@@ -157,7 +149,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _short(class_name: str, width: int = 40) -> str:
+def _short(class_name: str | None, width: int = 40) -> str:
+    if class_name is None:  # NULL in a schema that allows it
+        return "-"
     return class_name if len(class_name) <= width else "..." + class_name[-(width - 3) :]
 
 

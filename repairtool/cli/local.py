@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repairtool.cli.common import state_dir_of
+from repairtool.errors import UsageError
 
 if TYPE_CHECKING:
     from repairtool.localpg import LocalPostgres
@@ -27,7 +29,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         q = acts.add_parser(name, help=helptext)
         q.add_argument("--state-dir", type=Path, metavar="DIR")
         q.add_argument("--pg-bin", type=Path, metavar="DIR", help="Postgres binaries to use")
-        q.set_defaults(func=func)
         if name == "up":
             q.add_argument(
                 "--engine-version",
@@ -41,6 +42,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 default="none",
                 help="2021: add the flights the 2021 experiments left RUNNING",
             )
+        q.set_defaults(func=_checked(func))
+
+
+def _checked(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A state directory that is a file, or one the file system refuses, is bad input: one line
+    naming the path, not an internal error."""
+
+    def run(args: argparse.Namespace) -> int:
+        state = state_dir_of(args)
+        if state.exists() and not state.is_dir():
+            raise UsageError(f"--state-dir {state}: not a directory")
+        try:
+            return func(args)
+        except (NotADirectoryError, IsADirectoryError, PermissionError) as error:
+            where = error.filename or state
+            raise UsageError(f"{where}: {error.strerror or type(error).__name__}") from None
+
+    return run
 
 
 def _local(args: argparse.Namespace) -> LocalPostgres:

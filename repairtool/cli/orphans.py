@@ -17,9 +17,11 @@ Env column; with --json one document (schema repairtool.orphans.envs/1: {"schema
    "plan": [{"flight_id", "instance", "kind", "action", "steps", "reencode_keys"}],
    "refused": [{"flight_id", "instance", "kind", "action", "why"}],
    "deferred": [...plan items beyond --limit],
-   "applied": [{...plan item, "results": [{"step", "outcome", "before", "after", "detail",
-                                           "audit_id"}]}],          (after --fix)
-   "skipped": [{...plan item, "results": [...], "why"}],           (after --fix)
+   "applied": [{...plan item, "results": [{"step", "flight_id", "outcome", "before", "after",
+                                           "detail", "audit_id"}]}],   (after --fix)
+   "skipped": [{...plan item, "results": [...], "why"}],             (after --fix)
+   "failed", "not_attempted", "error": {"message", "exit_code"},   (after an error stopped
+                                       the apply: the command then ends with that error)
    "environment": "what it acted on", "reason": "--reason"}         (after --fix)
 After --fix, `-o markdown` prints an incident note: the findings, the changes and their audit ids.
 kind: dead_owner | stalled | unqueued | stale_instance | queued_overdue
@@ -38,6 +40,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from repairtool.cli import validate
 from repairtool.cli.common import (
     HelpFormatter,
     View,
@@ -53,6 +56,7 @@ from repairtool.cli.common import (
 from repairtool.cli.progress import progress_sink
 from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
+from repairtool.exitcodes import exit_code_of
 from repairtool.guards import confirm, require_reason
 
 if TYPE_CHECKING:
@@ -189,8 +193,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     f.add_argument("--reason", help="why (required with --fix; goes into the audit trail)")
     add_yes_arg(f)
-    f.add_argument("--limit", type=int, metavar="N", help="apply at most N changes")
-    f.add_argument("--rate", type=float, metavar="PER_SEC", help="at most this many changes/s")
+    f.add_argument("--limit", type=validate.count, metavar="N", help="apply at most N changes")
+    f.add_argument(
+        "--rate", type=validate.rate, metavar="PER_SEC", help="at most this many changes/s"
+    )
     f.add_argument(
         "--force",
         action="store_true",
@@ -205,7 +211,7 @@ def liveness_of(args: argparse.Namespace, target: Target | None = None) -> Liven
     """The liveness source the options (and the env, when given) name. Does not change `args`."""
     from repairtool import liveness  # lazy: imports the kubernetes client when asked to
 
-    if args.live_instances:
+    if args.live_instances is not None:  # "" is an empty list: an error, not "not given"
         return liveness.from_names(args.live_instances.split(","))
     target = target if target is not None else target_of(args)
     kube, namespace = args.kube, args.namespace
@@ -328,7 +334,7 @@ def detect_options(
 
 def cmd_orphans(args: argparse.Namespace) -> int:
     # lazy: detection reads with psycopg (~50 ms to import); --help must not wait for it
-    from repairtool.detect import detect
+    from repairtool.detect import detect, require_flights
 
     if args.fix:
         reason = require_reason(args.reason)
@@ -339,6 +345,7 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         parse_reader(args.reader)
     db = open_reader(args)
     live = liveness_of(args)
+    require_flights(db, args.flight)
     reader, reader_source = reader_of(args, db)
     catalog = None if args.no_decode else catalog_of(args)
     queue = queue_of(args)
@@ -371,7 +378,12 @@ def cmd_orphans(args: argparse.Namespace) -> int:
                 if human and args.output != "markdown"
                 else _quiet
             ),
+            on_error="record",  # an error part-way: what was done is still shown, then raised
         )
+    elif args.fix:
+        from repairtool.repair import Outcomes  # lazy: SQLAlchemy, only for --fix
+
+        outcomes = Outcomes((), ())
     if not human:
         from repairtool.jsonout import write_document  # lazy: orjson; --help must not wait
 
@@ -398,6 +410,8 @@ def cmd_orphans(args: argparse.Namespace) -> int:
     else:
         assert outcomes is not None
         render_outcomes(outcomes)
+    if outcomes is not None and outcomes.error is not None:
+        raise outcomes.error
     if all(f.informational for f in detection.findings):
         return 0  # nothing found, or only delays (queued_overdue): the exit code ignores them
     if outcomes is None:
@@ -485,8 +499,25 @@ def document(
         "deferred": lists(c.to_json() for c in plan.deferred),
     }
     if outcomes is not None:
-        doc["applied"] = [a.to_json() for a in outcomes.applied]
-        doc["skipped"] = [a.to_json() for a in outcomes.skipped]
+        doc.update(outcomes_json(outcomes))
+    return doc
+
+
+def outcomes_json(outcomes: Outcomes) -> dict[str, Any]:
+    """`applied` and `skipped`; after an error that stopped the apply also `failed`,
+    `not_attempted` and `error` ({"message", "exit_code"}) — the one-line message and the exit
+    code the command then ends with."""
+    doc: dict[str, Any] = {
+        "applied": [a.to_json() for a in outcomes.applied],
+        "skipped": [a.to_json() for a in outcomes.skipped],
+    }
+    if outcomes.error is not None:
+        doc["failed"] = [a.to_json() for a in outcomes.failed]
+        doc["not_attempted"] = [c.to_json() for c in outcomes.not_attempted]
+        doc["error"] = {
+            "message": str(outcomes.error),
+            "exit_code": int(exit_code_of(outcomes.error)),
+        }
     return doc
 
 
@@ -578,7 +609,12 @@ def render_outcomes(outcomes: Outcomes) -> None:
                 print(f"         enqueued: {r.detail}")
     for a in outcomes.skipped:
         print(f"skipped  {a.change.action:<16} {a.change.target}: {a.why}")
+    for a in outcomes.failed:
+        print(f"failed   {a.change.action:<16} {a.change.target}: {a.why}")
+    for c in outcomes.not_attempted:
+        print(f"not attempted  {c.action:<10} {c.target}")
+    stopped = f", {len(outcomes.not_attempted)} not attempted" if outcomes.error else ""
     print(
-        f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped;"
+        f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped{stopped};"
         " see `repairtool flights audit`"
     )

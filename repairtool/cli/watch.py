@@ -219,7 +219,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             print_json(result.to_json())
             failed = [e for e in result.envs if not e.ok]
             if failed:
-                return int(failed[0].code or 70)
+                # the scan's own log event has the details; the command ends with one line
+                first = failed[0]
+                more = f" (and {len(failed) - 1} more envs)" if len(failed) > 1 else ""
+                print(f"repairtool: error: {first.env}: {first.error}{more}", file=sys.stderr)
+                return int(first.code or 70)
             return int(EXIT_FINDINGS) if any(sum(e.counts.values()) for e in result.envs) else 0
         server, _thread = start_http_server(port, addr=host, registry=registry)
         bound = server.server_address[1]

@@ -18,61 +18,27 @@ A catalog is YAML (see ``repairtool/catalogs/workspace-manager.yaml`` for a docu
 top-level ``classes:`` (enums/POJOs values may hold where the code asks for ``Object``) are
 documented in the shipped catalog's header.
 
-Loading is strict: an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
+Loading (:mod:`.catalogfile`: pydantic models through :mod:`repairtool.datafile`) is strict: a key
+given twice, an unknown kind, an unknown or missing field is a :class:`CatalogError` whose
 one-line message names the file, the flight class and the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
+
+import yaml
 
 from . import java
 from .errors import CatalogError
-
-if TYPE_CHECKING:
-    import yaml
-
-Source = Literal["input", "working"]
-SOURCES: tuple[Source, ...] = ("input", "working")
-
-
-class TypeKind(StrEnum):
-    """What the service's code asks ``FlightMap.get`` for."""
-
-    STRING = "string"
-    UUID = "uuid"
-    ENUM = "enum"
-    INT = "int"
-    LONG = "long"
-    BOOL = "bool"
-    DOUBLE = "double"
-    INSTANT = "instant"
-    BIGDECIMAL = "bigdecimal"
-    POJO = "pojo"
-    LIST = "list"
-    SET = "set"
-    MAP = "map"
-    OPTIONAL = "optional"
-    ANY = "any"
-
-
-class ReadAs(StrEnum):
-    """How a list or map is asked for on a ≥0.0.61 reader.
-
-    ``class``: ``get(key, List.class)`` — elements are read as ``Object`` (type ids needed for
-    non-natural types) and cast when used. ``type_reference``: ``get(key, new
-    TypeReference<List<UUID>>(){})`` (≥0.0.62) — elements are read into the element type.
-    """
-
-    CLASS = "class"
-    TYPE_REFERENCE = "type_reference"
-
+from .kinds import SOURCES as SOURCES
+from .kinds import ReadAs as ReadAs
+from .kinds import Source as Source
+from .kinds import TypeKind as TypeKind
 
 FINAL_KINDS = frozenset(
     {
@@ -288,30 +254,14 @@ class Catalog:
 
 
 # ---------------------------------------------------------------------------------------------
-# YAML
-
-_TYPE_FIELDS = {
-    TypeKind.ENUM: {"class", "values", "bodies"},
-    TypeKind.POJO: {"class", "classes", "final"},
-    TypeKind.LIST: {"of", "read_as", "classes"},
-    TypeKind.SET: {"of", "read_as", "classes"},
-    TypeKind.MAP: {"of", "read_as", "classes"},
-}
-_REQUIRED = {TypeKind.ENUM: ("class", "values")}
-_KEY_FIELDS = {"optional", "inferred", "note"}
-_KINDS = ", ".join(kind.value for kind in TypeKind)
+# YAML (read by :mod:`.catalogfile`; imported when needed: pydantic takes ~0.2 s to import)
 
 
 def load_catalog(path: str | Path) -> Catalog:
     """Load and validate a catalog file. Raises :class:`CatalogError` (one line)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise CatalogError(f"{path}: cannot read: {err.__class__.__name__}") from None
-    try:
-        return loads_catalog(text, str(path))
-    except RecursionError:  # PyYAML and the type parser recurse: a deep or anchor-looped file
-        raise CatalogError(f"{path}: nested too deeply, or a YAML anchor loops") from None
+    from .catalogfile import load  # lazy: pydantic only for commands that read a catalog
+
+    return _catalog(load(path), str(path))
 
 
 def load_builtin_catalog(name: str) -> Catalog:
@@ -324,55 +274,9 @@ def load_builtin_catalog(name: str) -> Catalog:
 
 def loads_catalog(text: str, source: str = "<string>") -> Catalog:
     """Parse and validate catalog YAML; ``source`` names it in error messages."""
-    import yaml  # lazy: PyYAML is for loading catalogs, not for every command that decodes
+    from .catalogfile import loads  # lazy: pydantic only for commands that read a catalog
 
-    # libyaml's parser where PyYAML has it (what safe_load does, several times faster)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(text, Loader=loader)  # a safe loader (SafeLoader or its C twin)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or err.__class__.__name__
-        raise CatalogError(f"{source}: invalid YAML{where}: {problem}") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"{source}: a catalog is a mapping with a 'flights' field")
-    unknown = set(doc) - {"version", "flights", "classes"}
-    if unknown:
-        raise CatalogError(f"{source}: unknown top-level field {_first(unknown)!r}")
-    if doc.get("version", 1) != 1:
-        raise CatalogError(f"{source}: unsupported catalog version {doc.get('version')!r}")
-    flights = doc.get("flights")
-    if flights is None:
-        raise CatalogError(f"{source}: missing field 'flights'")
-    if not isinstance(flights, dict):
-        raise CatalogError(f"{source}: 'flights' must map flight class names to their keys")
-    specs = tuple(_load_flight(source, name, body) for name, body in flights.items())
-    return Catalog(specs, source, _load_classes(source, doc.get("classes")))
-
-
-def _load_classes(source: str, classes: Any) -> tuple[CatalogType, ...]:
-    """``classes: {a.b.Name: {type: pojo, final: true}, a.b.Stage: {type: enum, values: […]}}``"""
-    if classes is None:
-        return ()
-    if not isinstance(classes, dict):
-        raise CatalogError(f"{source}: 'classes' must map class names to enum or pojo types")
-    out = []
-    for name, spec in classes.items():
-        where = f"{source}: classes {name}"
-        if not isinstance(name, str) or not java.is_class_name(name):
-            raise CatalogError(f"{where}: a class must be a Java class name with its package")
-        body = {"type": spec} if isinstance(spec, str) else spec
-        if not isinstance(body, dict) or body.get("type") not in ("enum", "pojo"):
-            raise CatalogError(f"{where}: expected type enum or pojo")
-        if "class" in body:
-            raise CatalogError(f"{where}: the class is the entry's name; leave out 'class'")
-        out.append(_load_type(where, {**body, "class": name}))
-    return tuple(out)
-
-
-def _first(names: set[Any]) -> str:
-    return sorted(map(str, names))[0]
+    return _catalog(loads(text, source), source)
 
 
 def parse_type(spec: Any, where: str = "type") -> CatalogType:
@@ -380,123 +284,31 @@ def parse_type(spec: Any, where: str = "type") -> CatalogType:
 
     Raises :class:`CatalogError` with ``where`` as the message's prefix.
     """
-    return _load_type(where, spec)
+    from .catalogfile import parse  # lazy: pydantic only for commands that read a catalog
+
+    return _type(parse(spec, where))
 
 
-def _load_flight(source: str, name: Any, body: Any) -> FlightSpec:
-    where = f"{source}: flight {name}"
-    if not isinstance(name, str) or not java.is_class_name(name):
-        raise CatalogError(f"{where}: a flight class must be a Java class name")
-    if body is None:
-        return FlightSpec(name)
-    if not isinstance(body, dict):
-        raise CatalogError(f"{where}: expected a mapping with 'input' and/or 'working'")
-    unknown = set(body) - set(SOURCES)
-    if unknown:
-        raise CatalogError(f"{where}: unknown field {_first(unknown)!r} (expected input, working)")
-    sections: dict[str, tuple[KeySpec, ...]] = {}
-    for section in SOURCES:
-        keys = body.get(section) or {}
-        if not isinstance(keys, dict):
-            raise CatalogError(f"{where}: '{section}' must map keys to types")
-        sections[section] = tuple(
-            _load_key(f"{where}: {section} key {key}", key, spec) for key, spec in keys.items()
+def _type(doc: Any) -> CatalogType:
+    """A validated type model of :mod:`.catalogfile` (its fields are named as here)."""
+    fields = {name: getattr(doc, name) for name in type(doc).model_fields}
+    of = fields.pop("of", None)
+    return CatalogType(TypeKind(fields.pop("type")), element=of and _type(of), **fields)
+
+
+def _catalog(doc: Any, source: str) -> Catalog:
+    """A validated catalog model of :mod:`.catalogfile`."""
+
+    def keys(flight: Any, section: Source) -> tuple[KeySpec, ...]:
+        found = getattr(flight, section, {})
+        return tuple(
+            KeySpec(key, _type(k.spec), k.optional, k.inferred, k.note) for key, k in found.items()
         )
-    return FlightSpec(name, sections["input"], sections["working"])
 
-
-def _load_key(where: str, key: Any, spec: Any) -> KeySpec:
-    if not isinstance(key, str):
-        raise CatalogError(f"{where}: a key must be a string (quote it)")
-    if isinstance(spec, dict):
-        extra = {name: spec[name] for name in _KEY_FIELDS if name in spec}
-        body = {name: value for name, value in spec.items() if name not in _KEY_FIELDS}
-    else:
-        extra, body = {}, spec
-    for flag in ("optional", "inferred"):
-        if not isinstance(extra.get(flag, False), bool):
-            raise CatalogError(f"{where}: '{flag}' must be true or false")
-    note = extra.get("note", "")
-    if not isinstance(note, str):
-        raise CatalogError(f"{where}: 'note' must be a string")
-    return KeySpec(
-        key,
-        _load_type(where, body),
-        optional=bool(extra.get("optional", False)),
-        inferred=bool(extra.get("inferred", False)),
-        note=note,
+    flights = tuple(
+        FlightSpec(n, keys(f, "input"), keys(f, "working")) for n, f in doc.flights.items()
     )
-
-
-def _load_type(where: str, spec: Any) -> CatalogType:
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, dict):
-        raise CatalogError(f"{where}: expected a kind ({_KINDS}) or a mapping with 'type'")
-    if "type" not in spec:
-        raise CatalogError(f"{where}: missing field 'type'")
-    try:
-        kind = TypeKind(spec["type"])
-    except ValueError:
-        raise CatalogError(
-            f"{where}: unknown type kind {str(spec['type'])!r} (expected one of: {_KINDS})"
-        ) from None
-    allowed = _TYPE_FIELDS.get(kind, set())
-    unknown = set(spec) - allowed - {"type"}
-    if unknown:
-        raise CatalogError(f"{where}: field {_first(unknown)!r} is not allowed for type {kind}")
-    for name in _REQUIRED.get(kind, ()):
-        if name not in spec:
-            raise CatalogError(f"{where}: type {kind} needs field {name!r}")
-    final = spec.get("final", False)
-    if not isinstance(final, bool):
-        raise CatalogError(f"{where}: 'final' must be true or false")
-    if kind is TypeKind.POJO and "class" not in spec and not final:
-        raise CatalogError(
-            f"{where}: type pojo needs field 'class' (only a final class may leave it out)"
-        )
-    java_class = spec.get("class", "")
-    if "class" in spec and not (isinstance(java_class, str) and java.is_class_name(java_class)):
-        raise CatalogError(f"{where}: 'class' must be a Java class name with its package")
-    if kind is TypeKind.ENUM and not spec["values"]:
-        raise CatalogError(f"{where}: 'values' must list the enum's constants")
-    element = None
-    if spec.get("of") is not None:
-        element = _load_type(f"{where}: of", spec["of"])
-    try:
-        read_as = ReadAs(spec.get("read_as", ReadAs.CLASS))
-    except ValueError:
-        raise CatalogError(f"{where}: 'read_as' must be class or type_reference") from None
-    values = _names(where, spec, "values", _is_identifier)
-    bodies = _names(where, spec, "bodies", _is_identifier)
-    if not set(bodies) <= set(values):
-        raise CatalogError(f"{where}: 'bodies' may only name constants listed in 'values'")
-    return CatalogType(
-        kind,
-        java_class=java_class,
-        values=values,
-        element=element,
-        read_as=read_as,
-        classes=_names(where, spec, "classes", java.is_class_name),
-        final=final,
-        bodies=bodies,
-    )
-
-
-def _is_identifier(name: str) -> bool:
-    return name.isidentifier()
-
-
-def _names(where: str, spec: Mapping[str, Any], name: str, valid: Any) -> tuple[str, ...]:
-    items = spec.get(name, [])
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise CatalogError(f"{where}: '{name}' must be a list of strings (quote YES/NO/ON/OFF)")
-    bad = [item for item in items if not valid(item)]
-    if bad:
-        raise CatalogError(f"{where}: '{name}' has an invalid entry {bad[0]!r}")
-    if len(set(items)) != len(items):
-        raise CatalogError(f"{where}: '{name}' lists an entry twice")
-    return tuple(items)
+    return Catalog(flights, source, tuple(_type(t) for t in doc.classes.values()))
 
 
 def dump_catalog(catalog: Catalog, header: str = "") -> str:
@@ -518,11 +330,9 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
             body.pop("class", None)
             doc["classes"][t.java_class] = body
     doc["flights"] = flights
-    import yaml  # lazy: see loads_catalog
-
     text = yaml.dump(
         doc,
-        Dumper=_dumper(),
+        Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,
         default_flow_style=False,
@@ -532,20 +342,15 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
     return comment + text
 
 
-@cache
-def _dumper() -> type[yaml.SafeDumper]:
+class _Dumper(yaml.SafeDumper):
     """Block mappings, flow lists (``values: [A, B]``)."""
-    import yaml  # lazy: see loads_catalog
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    Dumper.add_representer(list, _flow_list)
-    return Dumper
 
 
 def _flow_list(dumper: yaml.SafeDumper, items: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=True)
+
+
+_Dumper.add_representer(list, _flow_list)
 
 
 def _dump_key(spec: KeySpec) -> Any:

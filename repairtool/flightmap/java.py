@@ -318,7 +318,10 @@ def is_displayable_class(text: str) -> bool:
     """True when ``text`` is a conventional class name, safe to show in a finding."""
     known = _DISPLAYABLE_NAMES.get(text)
     if known is None:
-        known = text in KNOWN_CLASSES or _DISPLAYABLE.fullmatch(text) is not None
+        known = text in KNOWN_CLASSES or (
+            # an old-style OAuth token ("ya29.Gl…") has the shape of a class name
+            _DISPLAYABLE.fullmatch(text) is not None and not text.startswith("ya29.")
+        )
         if known and len(_DISPLAYABLE_NAMES) < 10_000:  # remember class names, not data
             _DISPLAYABLE_NAMES[text] = known
     return known

@@ -116,6 +116,10 @@ def parse_db_url(raw: str, source: str) -> DbUrl:
     `:` unencoded (`user:p@ss@host/db`); percent-encoding works as well. `?password=` moves into
     the URL's password. Messages never repeat the URL (it may hold the password).
     """
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes from the environment or a file name
+        raise UsageError(f"{source}: the database URL is not valid UTF-8 text") from None
     text_ = raw.strip()
     scheme, sep, rest = text_.partition("://")
     if not sep or not scheme or "@" in scheme or "/" in scheme:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, text
 
-from repairtool.errors import UnknownFlight, UsageError
+from repairtool.errors import NotFoundError, UnknownFlight, UsageError
 from repairtool.stairway.db import run_read
 from repairtool.stairway.errors import shown
 from repairtool.stairway.model import (
@@ -298,6 +298,50 @@ def get_flight(engine: Engine, flight_id: str) -> FlightDetail:
         return get_flight_in(conn, flight_id)
 
     return run_read(engine, body, what="flight.get")
+
+
+def get_instance(engine: Engine, stairway_name: str) -> tuple[Instance, str]:
+    """One `stairwayinstance` row and its row version (`xmin`: a pod that registers again under
+    the name makes a new one). Raises `NotFoundError` (one line) when there is none."""
+
+    def body(conn: Connection) -> tuple[Instance, str] | None:
+        require_stairway(conn)
+        require_columns(conn, ("stairwayinstance",))
+        row = conn.execute(
+            text(
+                "SELECT stairway_name, stairway_id, xmin::text AS version FROM stairwayinstance"
+                " WHERE stairway_name = :n"
+            ),
+            {"n": stairway_name},
+        ).first()
+        return None if row is None else (Instance(row[0], row[1]), str(row[2]))
+
+    found = run_read(engine, body, what="stairwayinstance.get")
+    if found is None:
+        raise NotFoundError(f"no stairwayinstance row named {shown(stairway_name)}")
+    return found
+
+
+def require_flights(engine: Engine, flight_ids: Sequence[str]) -> None:
+    """Raise `UnknownFlight` (one line, exit NOT_FOUND) naming the first of `flight_ids` that is
+    not in the `flight` table — so a typo in `--flight` is not mistaken for "nothing to do"."""
+    if not flight_ids:
+        return
+
+    def body(conn: Connection) -> list[str]:
+        require_stairway(conn)
+        found = set(
+            conn.execute(
+                text("SELECT flightid FROM flight WHERE flightid = ANY(CAST(:ids AS text[]))"),
+                {"ids": list(flight_ids)},
+            ).scalars()
+        )
+        return [f for f in flight_ids if f not in found]
+
+    missing = run_read(engine, body, what="flight.get")
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UnknownFlight(f"Unknown flight id {shown(missing[0])}{more}")
 
 
 def list_instances(engine: Engine) -> list[Instance]:

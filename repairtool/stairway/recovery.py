@@ -364,6 +364,7 @@ def recover_instance(
     expected_id: str | None = None,
     expected_version: str | None = None,
     expected_flights: Collection[str] | Mapping[str, str | None] | None = None,
+    because: Because | None = None,
     op_id: str | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
 ) -> InstanceRecovery:
@@ -373,7 +374,9 @@ def recover_instance(
     Compare-and-set: `expected_id`/`expected_version` are the instance row as planned (a pod that
     registered again under the name has a new row version); `expected_flights` (ids, or id → row
     version) limits the disown to the flights planned on. The row is deleted only when no RUNNING
-    flight names the instance afterwards; otherwise it is kept and those flights are reported."""
+    flight names the instance afterwards; otherwise it is kept and those flights are reported.
+    `because` is the evidence recorded in the flights' audit rows (default: the instance has no
+    live pod)."""
     op = op_id or _new_op()
     audit.ensure_audit_table(engine, policy=policy)
 
@@ -462,8 +465,11 @@ def recover_instance(
                 flight_id=r.flightid,
                 before=before,
                 after=after,
-                evidence=Because(
-                    Evidence.OWNER_DEAD, f"instance {shown(stairway_name)} has no live pod"
+                evidence=(
+                    because
+                    or Because(
+                        Evidence.OWNER_DEAD, f"instance {shown(stairway_name)} has no live pod"
+                    )
                 ).to_json(),
             )
             results.append(

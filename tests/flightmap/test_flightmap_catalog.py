@@ -78,6 +78,18 @@ KEY = f"flight {THING}: input key"
         ("unknown-field.yaml", f"flight {THING}: working key owner: field 'nullable' is not"),
         ("yaml-bool-values.yaml", f"{KEY} switch: 'values' must be a list of strings"),
         ("bad-yaml.yaml", "invalid YAML at line"),
+        ("duplicate-key.yaml", "invalid YAML at line 7: duplicate key 'thingId'"),
+        (
+            "nested-unknown-field.yaml",
+            f"{KEY} grid: of: of: field 'read_as' is not allowed for type int",
+        ),
+        ("key-not-string.yaml", f"flight {THING}: working key 404: a key must be a string"),
+        (
+            "declared-class-twice.yaml",
+            "classes bio.terra.example.ThingKind: 'values' lists an entry twice",
+        ),
+        ("not-a-mapping.yaml", "expected a mapping at the top level, not a list"),
+        ("not-utf8.yaml", ": not UTF-8 text (byte 153)"),
     ],
 )
 def test_catalog_errors_are_one_line_naming_file_flight_and_key(name: str, message: str) -> None:
@@ -110,6 +122,7 @@ def _doc(key_spec: str) -> str:
         (_doc("{type: string, optional: maybe}"), "key k: 'optional' must be true or false"),
         (_doc("{type: enum, class: a.B, values: [A, A]}"), "lists an entry twice"),
         (_doc("{type: pojo, class: NoPackage}"), "'class' must be a Java class name"),
+        (_doc("{type: enum, class: a.B, values: ['{x}']}"), "has an invalid entry '{x}'"),
         (_doc("[uuid]"), "key k: expected a kind"),
     ],
 )
@@ -118,6 +131,21 @@ def test_catalog_validation(doc: str, message: str) -> None:
         loads_catalog(doc, "cat.yaml")
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_types_nested_deeper_than_the_validator_follows_are_one_line(tmp_path: Path) -> None:
+    deep = "{type: list, of: " * 300 + "uuid" + "}" * 300
+    path = tmp_path / "deep.yaml"
+    path.write_text(f"flights: {{{THING}: {{input: {{k: {deep}}}}}}}")
+    with pytest.raises(CatalogError) as err:
+        load_catalog(path)
+    assert str(err.value) == f"{path}: {KEY} k: nested too deeply, or a YAML anchor loops"
+
+
+def test_a_type_as_deep_as_a_service_writes_loads() -> None:
+    nested = "{type: list, of: " * 20 + "uuid" + "}" * 20
+    catalog = loads_catalog(f"flights: {{{THING}: {{input: {{k: {nested}}}}}}}")
+    assert str(catalog.flight(THING).keys("input")["k"].type).count("list<") == 20  # type: ignore[union-attr]
 
 
 def test_missing_file() -> None:

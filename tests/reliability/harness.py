@@ -2,7 +2,8 @@
 writer, a history of every committed change, and a work queue that records what it published.
 
 - `install_history`: a trigger on `flight` (and `flightinput`) numbers every row version (`rev`)
-  and records each committed UPDATE/DELETE with who made it (`application_name`): the engine
+  and records each committed UPDATE/DELETE — with the `xmin` of the version it replaced — and
+  who made it (`application_name`): the engine
   writer is `stairway-engine`, the tool `repairtool`. "The engine's committed update is never
   overwritten" is then checkable: every change the tool made must start from the row version its
   plan was built from.
@@ -47,14 +48,15 @@ HISTORY_DDL = (
         seq bigint PRIMARY KEY DEFAULT nextval('history_seq'),
         flightid varchar(36), who text, op text, old_rev int, old_status text,
         old_owner text, new_status text, new_owner text,
-        at timestamptz DEFAULT clock_timestamp())""",
+        at timestamptz DEFAULT clock_timestamp(), old_xmin text)""",
     """CREATE FUNCTION flight_history_fn() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
       IF TG_OP = 'UPDATE' THEN
         NEW.rev := OLD.rev + 1;
         INSERT INTO flight_history (flightid, who, op, old_rev, old_status, old_owner,
-          new_status, new_owner) VALUES (OLD.flightid, current_setting('application_name'),
-          'UPDATE', OLD.rev, OLD.status, OLD.stairway_id, NEW.status, NEW.stairway_id);
+          new_status, new_owner, old_xmin) VALUES (OLD.flightid,
+          current_setting('application_name'), 'UPDATE', OLD.rev, OLD.status, OLD.stairway_id,
+          NEW.status, NEW.stairway_id, OLD.xmin::text);
         RETURN NEW;
       END IF;
       INSERT INTO flight_history (flightid, who, op, old_rev, old_status, old_owner)
@@ -104,6 +106,21 @@ def history(conn: Connection, flight_id: str) -> list[HistoryRow]:
                 " FROM flight_history WHERE flightid = :f ORDER BY seq"
             ),
             {"f": flight_id},
+        ).all()
+    ]
+
+
+def changed_versions(conn: Connection, flight_id: str, who: str) -> list[tuple[str, str | None]]:
+    """(the row version — `xmin` — each change by `who` started from, the owner it replaced):
+    what the CLI-level races compare with the versions the tool's plan saw."""
+    return [
+        (str(r[0]), r[1])
+        for r in conn.execute(
+            text(
+                "SELECT old_xmin, old_owner FROM flight_history WHERE flightid = :f AND who = :w"
+                " AND op = 'UPDATE' ORDER BY seq"
+            ),
+            {"f": flight_id, "w": who},
         ).all()
     ]
 

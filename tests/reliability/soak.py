@@ -37,6 +37,10 @@ SUITES = (
     "tests.reliability.faults",
     "tests.reliability.fuzz",
     "tests.reliability.secrets_scan",
+    "tests.reliability.cli_races",
+    "tests.reliability.cli_fuzz",
+    "tests.reliability.cli_secrets",
+    "tests.reliability.chaos",
 )
 
 

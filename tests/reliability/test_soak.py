@@ -22,7 +22,15 @@ def soak_env(pg_server: PgServer) -> Iterator[SoakEnv]:
     env.close()
 
 
-@pytest.mark.parametrize("soak", list(SOAKS.values()), ids=list(SOAKS))
+@pytest.mark.parametrize(
+    "soak",
+    [
+        # the sandbox's chaos runs real worker processes: an end-to-end test
+        pytest.param(s, marks=pytest.mark.slow) if s.layer == "sandbox" else s
+        for s in SOAKS.values()
+    ],
+    ids=list(SOAKS),
+)
 def test_soak_ci_subset_has_no_violations(soak_env: SoakEnv, soak: Soak) -> None:
     result = soak.run(soak_env, soak.ci, random.Random(12))
     assert result.trials == soak.ci

@@ -15,6 +15,11 @@ from repairtool.exitcodes import ExitCode
 from repairtool.localpg import PgServer
 from repairtool.seed import seed_2021
 
+LIVE_2021 = (
+    "workspacemanager-deployment-68f9b944d5-9kgzp,workspacemanager-deployment-68f9b944d5-bj2qd"
+)
+DEAD_2021 = "workspacemanager-deployment-68f9b944d5-5gwdm"
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
@@ -122,12 +127,16 @@ def test_url_from_environment_and_password_never_printed(stairway_db: Engine) ->
 def test_fix_without_reason_or_terminal_is_refused_with_exit_3(stairway_db: Engine) -> None:
     seed_2021(stairway_db)
     url = url_of(stairway_db)
-    flight = "7028cce9-5017-48dc-9c17-ce8b23517459"
-    no_reason = run("recover", "force-fatal", flight, "--fix", "--db", url)
+    flight = "7028cce9-5017-48dc-9c17-ce8b23517459"  # owned by the dead pod 5gwdm
+    base = ["recover", "force-fatal", flight, "--db", url, "--live-instances", LIVE_2021]
+    seen = ["--expect-status", "RUNNING", "--expect-owner", DEAD_2021]
+    no_reason = run(*base, "--fix")
     assert no_reason.returncode == 3 and "--reason" in one_error_line(no_reason)
-    no_tty = run("recover", "force-fatal", flight, "--fix", "--reason", "r", "--db", url)
+    no_tty = run(*base, *seen, "--fix", "--reason", "r")
     assert no_tty.returncode == 3 and "terminal" in one_error_line(no_tty)
-    applied = run("recover", "force-fatal", flight, "--fix", "--reason", "r", "--yes", "--db", url)
+    unseen = run(*base, "--fix", "--reason", "r", "--yes")  # --yes: nobody saw the state
+    assert unseen.returncode == 3 and "--expect-status" in one_error_line(unseen)
+    applied = run(*base, *seen, "--fix", "--reason", "r", "--yes")
     assert applied.returncode == 0, applied.stderr
     assert "changed (RUNNING/" in applied.stdout
     audit = run("flights", "audit", "--db", url)
