@@ -1,5 +1,6 @@
 """Read commands stay on psycopg: a dry-run `repairtool orphans` (table and JSON, with the reader
-inferred from the database) never imports SQLAlchemy, which only `--fix` needs."""
+inferred from the database) never imports SQLAlchemy, which only `--fix` needs, nor pydantic
+(the built-in catalog comes from its snapshot)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ PROBE = """
 import sys
 from repairtool.cli import main
 code = main(sys.argv[1:])
-print("SQLALCHEMY" if any(m.startswith("sqlalchemy") for m in sys.modules) else "CLEAN")
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "pydantic"})
+print("HEAVY " + ",".join(heavy) if heavy else "CLEAN")
 print("EXIT", code)
 """
 
@@ -33,7 +35,7 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("output", ["json", "table"])
-def test_orphans_dry_run_never_imports_sqlalchemy(db_url: str, output: str) -> None:
+def test_orphans_dry_run_never_imports_sqlalchemy_or_pydantic(db_url: str, output: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
     proc = subprocess.run(
         [
