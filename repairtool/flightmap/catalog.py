@@ -288,6 +288,7 @@ def yaml_hash(text: str) -> str:
 
 def catalog_from_snapshot(doc: dict[str, Any], source: str) -> Catalog:
     """A catalog from its snapshot (`repairtool.flightmap.snapshot.to_plain`)."""
+
     def keys(items: list[dict[str, Any]]) -> tuple[KeySpec, ...]:
         return tuple(
             KeySpec(k["key"], _snapshot_type(k["type"]), k["optional"], k["inferred"], k["note"])
