@@ -612,6 +612,7 @@ def runbook(
 BENCHES = {
     "decode": "bench/bench_decode.py",
     "orphans": "bench/bench_orphans.py",
+    "scale": "bench/bench_scale.py",
     "sandbox": "bench/bench_sandbox_startup.py",
     "resume": "bench/bench_resume.py",
 }
@@ -620,19 +621,25 @@ BENCHES = {
 @ops_task(
     dry="honoured",
     help={
-        "which": "decode, orphans, sandbox, resume or all (default: all)",
+        "which": "decode, orphans, scale, sandbox, resume or all (default: all)",
         "flights": "flights in the generated database for the orphans benchmark (default: 1000000)",
         "repeat": "repetitions per measurement; medians are reported (default: 3)",
+        "big": "scale: also the 10,000,000-flight case (generated once, kept; not for CI)",
     },
 )
-def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int = 3) -> None:
+def bench(
+    c: Context, which: str = "all", flights: int = 1_000_000, repeat: int = 3, big: bool = False
+) -> None:
     """Run the benchmarks under bench/; each reports ratios against a baseline from the same run.
 
     decode: FlightMap decode values/s vs json.loads; orphans: `repairtool orphans --json` end to
-    end vs the same detection as one psql query (the floor) on a generated database; sandbox:
-    2-replica sandbox start-up vs a bare Postgres start; resume: resume latency (owner death to
-    RUNNING and to SUCCESS, median and p90) of the single- and multi-replica pod-kill
-    experiments with and without a work queue, vs the ack deadline and the DelayHook.
+    end vs the same detection as one psql query (the floor) on a generated database, and the
+    start-up figures; scale: the same at 100k, 1M, 1M with 100k non-terminal flights (and 10M
+    with --big), with peak RSS; sandbox: 2-replica sandbox start-up vs a bare Postgres start;
+    resume: resume latency (owner death to RUNNING and to SUCCESS, median and p90) of the
+    single- and multi-replica pod-kill experiments with and without a work queue, vs the ack
+    deadline and the DelayHook. The benchmark databases are generated once and kept in
+    `.stairway-ops/bench`.
     """
     names = list(BENCHES) if which == "all" else [which]
     unknown = [n for n in names if n not in BENCHES]
@@ -640,6 +647,7 @@ def bench(c: Context, which: str = "all", flights: int = 1_000_000, repeat: int 
         raise UsageError(f"unknown benchmark {unknown[0]!r}; one of {', '.join(BENCHES)}")
     args = {
         "orphans": f" --flights {flights} --repeat {repeat}",
+        "scale": f" --repeat {repeat}" + (" --big" if big else ""),
         "sandbox": f" --rounds {repeat}",
         "resume": f" --runs {repeat}",
     }

@@ -120,13 +120,16 @@ def scan(
     """Decode every input (and, for non-terminal flights, the latest working map)."""
     findings: list[Finding] = []
     flights = values = 0
+    memo: dict[Any, Any] = {}  # verdicts by class, key and text: the same texts recur
     with reading(engine) as conn, reading(engine) as side:
         require_stairway(conn)
         has_flightworking = table_exists(conn, "flightworking")
         for row, inputs in _grouped(_flight_rows(conn, flight_ids, all_flights)):
             flights += 1
             values += len(inputs)
-            reports = [decode_map(row.flightid, row.class_name, inputs, catalog, reader, "input")]
+            reports = [
+                decode_map(row.flightid, row.class_name, inputs, catalog, reader, "input", memo)
+            ]
             origin: Origin | None = None
             if working and row.status in NON_TERMINAL:
                 latest = _latest_working(side, row.flightid, has_flightworking)

@@ -16,9 +16,13 @@ Kinds (strings are part of the `--json` contract):
   went to a pod that never acked it (the pod died or hung): Pub/Sub redelivers it only after the
   deadline (100 s as the engine creates the subscription), so the flight is slow, maybe lost.
 
-Detection reads only what it needs: one scan of `flight` for the non-terminal statuses, then the
-flight log heads and inputs of those few flights through their primary-key indexes. The read is
-retried like the engine's DbRetry (a terminated backend is retried, not a traceback).
+Detection reads only what it needs, in two round trips on psycopg directly (no SQLAlchemy on
+this path, `repairtool.stairway.pgread`): the catalogs (tables, columns, our audit table,
+settings), then one statement that scans `flight` once for the non-terminal statuses and reaches,
+through primary-key indexes, each one's newest flightlog row, our newest audit row, and — for the
+RUNNING flights whose class the catalog knows — the inputs and working map its reader decodes.
+The read is retried like the engine's DbRetry (a terminated backend is retried, not a
+traceback).
 
 When did the current owner take the flight? The engine keeps no such time; `stalled` must not
 count the time before it. The database's evidence, strongest first (`evidence.state_since_source`):
@@ -39,22 +43,33 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+import psycopg
 
-from repairtool.clock import rfc3339
+from repairtool.errors import UnknownFlight
+from repairtool.events import Event, Sink, discard
 from repairtool.flightmap import Catalog, ReaderVersion, decode_map
 from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
-from repairtool.stairway.audit import last_changes
-from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_read
 from repairtool.stairway.errors import shown
-from repairtool.stairway.queries import require_columns
-from repairtool.stairway.version import column_exists, require_stairway, table_exists
+from repairtool.stairway.pgread import Source, run_read
+from repairtool.stairway.probe import (
+    AUDIT_SCHEMA,
+    AUDIT_STATE_SQL,
+    AUDIT_TABLE,
+    COLUMNS_SQL,
+    CORE_TABLES,
+    READ_COLUMNS,
+    audit_state_of,
+    check_columns,
+    check_core_tables,
+    columns_of,
+)
+from repairtool.stairway.retry import DEFAULT_RETRY, RetryPolicy
+from repairtool.stairway.version import require_stairway
 
 
 class Kind(enum.StrEnum):
@@ -151,20 +166,18 @@ class Detection:
     now: dt.datetime | None
     scanned: int  # non-terminal flights looked at
     instances: tuple[str, ...]
+    #: the inputs (key → stored text) of the flights whose FlightMaps failed to decode, as
+    #: detection read them: what a re-encoding plan rewrites (never in any output)
+    inputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
 
 NON_TERMINAL = ("RUNNING", "READY", "READY_TO_RESTART", "QUEUED")
 
 
-def _db_now(conn: Connection) -> dt.datetime:
-    # the engine's timestamps are `timestamp without time zone` in the session zone
-    now = conn.execute(text("SELECT LOCALTIMESTAMP")).scalar_one()
-    assert isinstance(now, dt.datetime)
-    return now
-
-
 def _iso(t: dt.datetime | None) -> str | None:
-    return rfc3339(t, "seconds") if t else None
+    # `clock.rfc3339(t, "seconds")` of the naive UTC times detection reads, without its detour
+    # through an aware datetime (100,000 findings have 300,000 of them)
+    return t.isoformat(timespec="seconds") + "Z" if t else None
 
 
 def _age(now: dt.datetime, since: dt.datetime) -> str:
@@ -179,32 +192,35 @@ def _age(now: dt.datetime, since: dt.datetime) -> str:
 
 
 def detect(
-    engine: Engine,
+    source: Source,
     liveness: Liveness,
     options: Options = Options(),
     *,
     policy: RetryPolicy = DEFAULT_RETRY,
+    on_event: Sink = discard,
 ) -> Detection:
     """Find orphaned, stalled and unqueued flights and stale instances (one read-only
-    transaction, retried like the engine's DbRetry)."""
-
-    def body(conn: Connection) -> Detection:
-        require_stairway(conn)
-        return detect_in(conn, liveness, options)
-
-    return run_read(engine, body, policy=policy, what="detect")
-
-
-def _commit_timestamps(conn: Connection) -> bool:
-    return bool(
-        conn.execute(text("SELECT current_setting('track_commit_timestamp') = 'on'")).scalar()
+    transaction, retried like the engine's DbRetry). `source`: a `ReadDb` (psycopg) or a
+    SQLAlchemy `Engine` (its pool's connections). `on_event` gets the scan's progress
+    (`scan.start` with the planner's estimate of the non-terminal flights, `scan.progress` every
+    few hundred flights, `scan.done`); nothing is asked for it when it is `discard`."""
+    return run_read(
+        source,
+        lambda conn: detect_in(conn, liveness, options, on_event),
+        policy=policy,
+        what="detect",
     )
 
 
 # Timestamps are read as `timestamp` in the session zone whatever the column's type (a newer
-# schema's `timestamptz` included); a value that is not finite (±infinity) reads as NULL.
+# schema's `timestamptz` included); a value that is not finite (±infinity) reads as NULL, one
+# Python cannot hold (BC, after 9999) as datetime.min or datetime.max — what the connection's
+# clamping loaders would make of it.
 def _ts(expr: str) -> str:
-    return f"CASE WHEN isfinite({expr}) THEN CAST({expr} AS timestamp) END"
+    return (
+        f"CASE WHEN isfinite({expr}) THEN LEAST(GREATEST(CAST({expr} AS timestamp),"
+        " TIMESTAMP '0001-01-01'), TIMESTAMP '9999-12-31 23:59:59.999999') END"
+    )
 
 
 @dataclass(frozen=True)
@@ -218,201 +234,322 @@ class _Since:
     lower_bound: dt.datetime | None  # the row changed no earlier than this
 
 
-def _since(r: Any, audit: tuple[dt.datetime, str] | None) -> _Since:
-    last_log: dt.datetime | None = r.log_time
-    submit: dt.datetime | None = r.submit_time
+def _since(
+    submit: dt.datetime | None,
+    version: str,
+    unchanged_since_submit: bool | None,
+    commit_time: dt.datetime | None,
+    last_log: dt.datetime | None,
+    logged_after_change: bool,
+    audit: tuple[dt.datetime, str] | None,
+) -> _Since:
     changed_at: dt.datetime | None = None
     source = ""
-    if r.changed_at is not None:
-        changed_at, source = r.changed_at, "commit_timestamp"
-    elif audit is not None and audit[1] == r.version:
+    if commit_time is not None:
+        changed_at, source = commit_time, "commit_timestamp"
+    elif audit is not None and audit[1] == version:
         changed_at, source = audit[0], "audit"
-    elif r.unchanged_since_submit and submit is not None:
+    elif unchanged_since_submit and submit is not None:
         changed_at, source = submit, "submit"
-    if r.logged_after_change and last_log is not None:
-        idle: dt.datetime | None = max(t for t in (last_log, changed_at) if t is not None)
+    idle: dt.datetime | None
+    if logged_after_change and last_log is not None:
+        idle = last_log if changed_at is None or last_log >= changed_at else changed_at
         source = source or "progress_after_change"
     elif changed_at is not None:
-        idle = max(t for t in (changed_at, last_log) if t is not None)
+        idle = changed_at if last_log is None or changed_at >= last_log else last_log
     else:
         idle = None
-    known = [t for t in (submit, last_log, audit[0] if audit else None) if t is not None]
-    return _Since(changed_at, source or "unknown", idle, max(known) if known else None)
+    lower = submit
+    for t in (last_log, audit[0] if audit else None):
+        if t is not None and (lower is None or t > lower):
+            lower = t
+    return _Since(changed_at, source or "unknown", idle, lower)
 
 
-def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detection:
-    require_columns(conn)
-    now = _db_now(conn)
-    where = ["status = ANY(:statuses)"]
+@dataclass(frozen=True)
+class _Shape:
+    """What the database has, from the catalogs (detection's first round trip)."""
+
+    now: dt.datetime
+    commit_timestamps: bool
+    has_log_id: bool
+    has_flightworking: bool
+    audit: bool  # our audit table is there and readable: take evidence from it
+
+
+def _probe(conn: psycopg.Connection[Any]) -> _Shape:
+    """The catalogs in one round trip, checked in the order the reads need them: the engine's
+    core tables, the columns this tool reads (one clear line naming what is missing)."""
+    tables = [*READ_COLUMNS, "flightlog"]
+    with conn.pipeline():
+        settings = conn.execute(
+            "SELECT LOCALTIMESTAMP, current_setting('track_commit_timestamp') = 'on',"
+            + ", ".join(f" to_regclass('{t}') IS NOT NULL" for t in (*CORE_TABLES, "flightworking"))
+        )
+        found_columns = conn.execute(COLUMNS_SQL, {"t": list(dict.fromkeys(tables))})
+        audit_rows = conn.execute(AUDIT_STATE_SQL, {"schema": AUDIT_SCHEMA})
+    row = settings.fetchone()
+    assert row is not None
+    now, commit_timestamps, *present = row
+    # the engine's timestamps are `timestamp without time zone` in the session zone
+    assert isinstance(now, dt.datetime)
+    check_core_tables(dict(zip(CORE_TABLES, present, strict=False)))
+    found = columns_of(found_columns.fetchall())
+    check_columns(found)
+    return _Shape(
+        now=now,
+        commit_timestamps=bool(commit_timestamps),
+        has_log_id="id" in found.get("flightlog", set()),
+        has_flightworking=bool(present[-1]),
+        audit=audit_state_of(audit_rows.fetchall()).usable,
+    )
+
+
+def _driver(conn: Any) -> psycopg.Connection[Any]:
+    """The psycopg connection (a SQLAlchemy `Connection` hands over its driver's, in the same
+    transaction)."""
+    if isinstance(conn, psycopg.Connection):
+        return conn
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection
+    return driver
+
+
+def _decoded_classes(options: Options) -> list[str] | None:
+    if options.catalog is None:
+        return None
+    return [spec.class_name for spec in options.catalog.flights]
+
+
+def _detection_sql(shape: _Shape, options: Options) -> tuple[str, dict[str, Any]]:
+    """One statement, as the floor query would be: the non-terminal flights (one scan of
+    `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1),
+    with the row versions (xmin) that tell when ownership changed (see the module docstring);
+    through audit_flightid_idx our newest audit row; with a catalog, for the RUNNING flights of a
+    class it knows, their inputs and the working map their reader rebuilds (§5.5: the newest
+    flightlog row's working_parameters and the flightworking rows hanging off its id)."""
+    where = ["status = ANY(%(statuses)s)"]
     params: dict[str, Any] = {"statuses": list(NON_TERMINAL)}
     if options.class_name:
-        where.append("class_name LIKE :cls" if "*" in options.class_name else "class_name = :cls")
+        op = "LIKE" if "*" in options.class_name else "="
+        where.append(f"class_name {op} %(cls)s")
         params["cls"] = options.class_name.replace("*", "%")
     if options.flight_ids:
-        where.append("flightid = ANY(:ids)")
+        where.append("flightid = ANY(%(ids)s)")
         params["ids"] = list(options.flight_ids)
     changed_at = (
         # permanent xids (frozen, bootstrap) have no commit timestamp to ask for
-        "CASE WHEN f.xmin::text::bigint > 2 THEN"
-        f" {_ts('pg_xact_commit_timestamp(f.xmin)')} END AS changed_at"
-        if _commit_timestamps(conn)
-        else "NULL::timestamp AS changed_at"
+        f"CASE WHEN f.xmin::text::bigint > 2 THEN {_ts('pg_xact_commit_timestamp(f.xmin)')} END"
+        if shape.commit_timestamps
+        else "NULL::timestamp"
     )
-    # One statement, as the floor query would be: the non-terminal flights (one scan of
-    # `flight`) and, through pk_flightlog, the newest flightlog row of each (LATERAL … LIMIT 1),
-    # with the row versions (xmin) that tell when ownership changed (see the module docstring).
-    # With a catalog the same row also gives the working map's source (§5.5): its
-    # working_parameters and the id its flightworking rows hang off.
-    inner = outer = ""
-    if options.catalog is not None:
-        log_id = "id" if column_exists(conn, "flightlog", "id") else "NULL::uuid"
-        inner = f", working_parameters, {log_id} AS log_id"
-        outer = ", l.working_parameters, l.log_id"
-    rows = conn.execute(
-        text(
-            "SELECT f.flightid, f.class_name, f.status, f.stairway_id,"
-            f" {_ts('f.submit_time')} AS submit_time, f.xmin::text AS version,"
-            # the submit wrote the flight row and all its inputs in one transaction: one input
-            # row's xmin is the submit's (looked up only when no later progress settles it)
-            " CASE WHEN age(l.log_xmin) < age(f.xmin) THEN NULL ELSE"
-            " COALESCE((SELECT i.xmin FROM flightinput i WHERE i.flightid = f.flightid LIMIT 1)"
-            " = f.xmin, false) END AS unchanged_since_submit,"
-            f" {changed_at}, l.log_time, l.step_index{outer},"
-            " COALESCE(age(l.log_xmin) < age(f.xmin), false) AS logged_after_change"
-            f" FROM flight f LEFT JOIN LATERAL (SELECT {_ts('log_time')} AS log_time,"
-            f" step_index, xmin AS log_xmin{inner} FROM flightlog WHERE flightid = f.flightid"
-            " AND log_time IS NOT NULL ORDER BY flightlog.log_time DESC LIMIT 1) l ON true WHERE "
-            + " AND ".join(f"f.{w}" for w in where)
-            + " ORDER BY f.submit_time, f.flightid"
-        ),
-        params,
-    ).all()
-    ids = [r.flightid for r in rows]
-    changed_by_us = last_changes(conn, ids)
-    instance_rows = conn.execute(
-        text("SELECT stairway_name, stairway_id, xmin::text AS version FROM stairwayinstance")
-    ).all()
-    instances: dict[str, str] = {n: sid for n, sid, _ in instance_rows if n is not None}
-    instance_versions = {n: v for n, _, v in instance_rows if n is not None}
+    select = [
+        "f.flightid, f.class_name, f.status, f.stairway_id,"
+        f" {_ts('f.submit_time')}, f.xmin::text,"
+        # the submit wrote the flight row and all its inputs in one transaction: one input
+        # row's xmin is the submit's (looked up only when no later progress settles it)
+        " CASE WHEN age(l.log_xmin) < age(f.xmin) THEN NULL ELSE"
+        " COALESCE((SELECT i.xmin FROM flightinput i WHERE i.flightid = f.flightid LIMIT 1)"
+        f" = f.xmin, false) END, {changed_at}, l.log_time, l.step_index,"
+        " COALESCE(age(l.log_xmin) < age(f.xmin), false)"
+    ]
+    joins = [
+        f"LEFT JOIN LATERAL (SELECT {_ts('log_time')} AS log_time, step_index, xmin AS log_xmin"
+        + (", working_parameters" if options.catalog is not None else "")
+        + (", id AS log_id" if options.catalog is not None and shape.has_log_id else "")
+        + " FROM flightlog WHERE flightid = f.flightid AND log_time IS NOT NULL"
+        " ORDER BY flightlog.log_time DESC LIMIT 1) l ON true"
+    ]
+    if shape.audit:
+        select.append("a.at, a.version")
+        at = _ts("CAST(at AT TIME ZONE current_setting('TimeZone') AS timestamp)")
+        joins.append(
+            f"LEFT JOIN LATERAL (SELECT {at} AS at, COALESCE(after->>'version', '') AS version"
+            f" FROM {AUDIT_TABLE} WHERE flightid = f.flightid ORDER BY audit_id DESC LIMIT 1) a"
+            " ON true"
+        )
+    else:
+        select.append("NULL::timestamp, NULL::text")
+    # the order of the findings (ORDER BY f.submit_time, f.flightid, done by the caller):
+    # epoch seconds keep ±infinity apart, where the timestamp column reads NULL
+    select.append("extract(epoch FROM f.submit_time)::float8")
+    classes = _decoded_classes(options)
+    if classes is not None:
+        params["decoded"] = classes
+        decoded = "f.status = 'RUNNING' AND f.class_name = ANY(%(decoded)s)"
+        select.append("inp.keys, inp.vals, l.working_parameters")
+        joins.append(
+            "LEFT JOIN LATERAL (SELECT array_agg(key ORDER BY key) AS keys,"
+            " array_agg(value ORDER BY key) AS vals FROM flightinput"
+            f" WHERE flightid = f.flightid AND {decoded}) inp ON true"
+        )
+        if shape.has_log_id and shape.has_flightworking:
+            select.append("w.keys, w.vals")
+            joins.append(
+                "LEFT JOIN LATERAL (SELECT array_agg(key ORDER BY key) AS keys,"
+                " array_agg(value ORDER BY key) AS vals FROM flightworking"
+                f" WHERE flightlog_id = l.log_id AND {decoded}) w ON true"
+            )
+        else:
+            select.append("NULL::text[], NULL::text[]")
+    sql = f"SELECT {', '.join(select)} FROM flight f {' '.join(joins)} WHERE " + " AND ".join(
+        f"f.{w}" for w in where
+    )
+    return sql, params
+
+
+#: rows per chunk of the streamed detection query
+_CHUNK = 500
+
+
+def _submitted_order(row: tuple[Any, ...]) -> tuple[int, float, str]:
+    """ORDER BY submit_time, flightid (NULLs last); ties by flight id in code-point order (the
+    database's collation may order unusual ids differently)."""
+    epoch = row[13]
+    return (0, epoch, row[0]) if epoch is not None else (1, 0.0, row[0])
+
+
+def _outside_filter_sql(options: Options) -> tuple[str, dict[str, Any]]:
+    """RUNNING flights per owner that the --class filter left out (an instance recovered for one
+    class keeps its row while they remain)."""
+    cls = (
+        "class_name NOT LIKE %(cls)s"
+        if "*" in (options.class_name or "")
+        else "class_name <> %(cls)s"
+    )
+    return (
+        "SELECT stairway_id, count(*) FROM flight WHERE status = 'RUNNING'"
+        f" AND stairway_id IS NOT NULL AND ({cls} OR class_name IS NULL)"
+        " GROUP BY stairway_id",
+        {"cls": (options.class_name or "").replace("*", "%")},
+    )
+
+
+def detect_in(
+    conn: Any, liveness: Liveness, options: Options, on_event: Sink = discard
+) -> Detection:
+    """Detection inside the caller's read transaction: `conn` is a psycopg connection or a
+    SQLAlchemy `Connection` (its driver's connection is used, in the same transaction)."""
+    conn = _driver(conn)
+    shape = _probe(conn)
+    now = shape.now
+    sql, params = _detection_sql(shape, options)
+    progress = on_event is not discard
+    if progress:
+        total = _estimate(conn, sql, params)
+        on_event(Event("scan.start", "scanning flights", {"total": total, "estimated": True}))
+    # Streamed in chunks, unordered: the RUNNING flights' FlightMaps are decoded and the
+    # READY/QUEUED ones judged while the server still scans `flight` (a Gather without a merge:
+    # its workers keep scanning while the leader reaches each flight's log row); only findings
+    # and RUNNING flights are kept, and sorted afterwards.
+    running_rows: list[tuple[tuple[int, float, str], tuple[Any, ...], list[dict[str, Any]]]] = []
+    ordered: list[tuple[tuple[int, float, str], Finding]] = []
+    failed_inputs: dict[str, dict[str, str]] = {}
+    decoding = options.catalog is not None
+    ack = _AckDeadline(options)
+    shared: dict[Any, Any] = {}  # one str object per class name and status, not one per row
+    memo: dict[Any, Any] = {}  # the inputs' verdicts in this scan (`decode_map`)
+    scanned = 0
+    cursor = conn.cursor()
+    _native_timestamps(cursor)
+    for row in cursor.stream(sql, params, size=_CHUNK):
+        scanned += 1
+        if progress and not scanned % _CHUNK:
+            on_event(_progress(scanned, total))
+        status = row[2]
+        if status == "RUNNING":
+            failures = _decode_row(row, options, failed_inputs, memo) if decoding else []
+            # (without its FlightMaps: decoded already, and 50,000 of them add up)
+            running_rows.append((_submitted_order(row), row[:13], failures))
+        elif row[3] is None:
+            found = _waiting(row, now, options, liveness, shared, ack)
+            if found is not None:
+                ordered.append((_submitted_order(row), found))
+    if progress:
+        on_event(Event("scan.done", f"{scanned} non-terminal flights", {"done": scanned}))
+    running_rows.sort(key=_first)
+    # (no pipeline after a stream: psycopg 3.3 then fails with "unexpected result status")
+    instance_list = conn.execute(
+        "SELECT stairway_name, stairway_id, xmin::text FROM stairwayinstance"
+    ).fetchall()
+    outside: dict[str, int] = {}
+    if liveness.live is not None and not options.flight_ids and options.class_name:
+        found_outside = conn.execute(*_outside_filter_sql(options)).fetchall()
+        outside = {sid: int(n) for sid, n in found_outside}
+    instances: dict[str, str] = {n: sid for n, sid, _ in instance_list if n is not None}
+    instance_versions = {n: v for n, _, v in instance_list if n is not None}
     live_ids: set[str] | None = None
     if liveness.live is not None:
         live_ids = set(liveness.live) | {sid for n, sid in instances.items() if n in liveness.live}
     registered_ids = set(instances.values())
 
-    ack = _AckDeadline(options)
-    running = [r for r in rows if r.status == "RUNNING"]
-    decode_failures = _decode_flights(conn, running, options) if options.catalog else {}
-    findings: list[Finding] = []
-    for r in rows:
-        since = _since(r, changed_by_us.get(r.flightid))
-        evidence: dict[str, Any] = {
-            "submitted": _iso(r.submit_time),
-            "last_progress": _iso(r.log_time),
-            "last_step": r.step_index if r.log_time is not None else None,
-            "row_version": r.version,
-            "state_since": _iso(since.changed_at),
-            "state_since_source": since.source,
-            "liveness": liveness.source,
-        }
-        if since.idle_since is not None:
-            evidence["idle_for"] = _age(now, since.idle_since)
-        elif since.lower_bound is not None:
-            evidence["idle_for"] = f"unknown (at most {_age(now, since.lower_bound)})"
-        else:
-            evidence["idle_for"] = "unknown"
-        failures = decode_failures.get(r.flightid, [])
+    running: list[tuple[str, str | None, str]] = []  # (id, owner, row version) of RUNNING ones
+    for key, row, failures in running_rows:
+        fid, cls, status, owner, _, version = row[:6]
+        running.append((fid, owner, version))
+        since, evidence = _evidence(row, now, liveness)
         if failures:
             evidence["decode_failures"] = failures
-        if r.status == "RUNNING" and r.stairway_id is None:
+        flight = (fid, cls, status, owner)
+        if owner is None:
             evidence["why"] = (
                 "RUNNING with no owner (stairway_id NULL): no engine path leaves a flight like"
                 " this, and nothing picks it up (resume() never takes RUNNING, disownRecovery"
                 " selects by owner); check that no pod runs it, then name it with an action"
             )
-            findings.append(
-                Finding(
-                    Kind.UNOWNED_RUNNING,
-                    r.flightid,
-                    r.class_name,
-                    r.status,
-                    None,
-                    Action.NONE,
-                    evidence,
-                )
+            ordered.append(
+                (key, Finding(Kind.UNOWNED_RUNNING, fid, cls, status, None, Action.NONE, evidence))
             )
-        elif r.status == "RUNNING":
-            owner_live = (
-                (r.stairway_id in live_ids)
-                if live_ids is not None
-                else (r.stairway_id in registered_ids or None)
+            continue
+        owner_live = (
+            (owner in live_ids) if live_ids is not None else (owner in registered_ids or None)
+        )
+        evidence["owner_registered"] = owner in registered_ids
+        if since.idle_since is not None:
+            stalled = now - since.idle_since > options.stalled_after
+            idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
+        else:
+            # the owner took it after its last progress, at a time the database does not
+            # keep: only explicit evidence makes it stalled
+            stalled = bool(blocking(failures))
+            idle_text = (
+                "taken over after its last progress at an unknown time (enable"
+                " track_commit_timestamp for the exact time)"
             )
-            evidence["owner_registered"] = r.stairway_id in registered_ids
-            if since.idle_since is not None:
-                stalled = now - since.idle_since > options.stalled_after
-                idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
-            else:
-                # the owner took it after its last progress, at a time the database does not
-                # keep: only explicit evidence makes it stalled
-                stalled = bool(blocking(failures))
-                idle_text = (
-                    "taken over after its last progress at an unknown time (enable"
-                    " track_commit_timestamp for the exact time)"
+        if live_ids is not None and not owner_live:
+            evidence["why"] = (
+                f"owner {shown(owner)} has no live pod; the engine recovers its flights"
+                " only"
+                " when a pod listener sees the DELETED event or a pod starts"
+            )
+            ordered.append(
+                (key, _finding(Kind.DEAD_OWNER, flight, failures, evidence, options.reader))
+            )
+        elif stalled:
+            evidence["why"] = (
+                f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
+                + (f" (> {options.stalled_after})" if since.idle_since is not None else "")
+            )
+            if any(f["source"] == "input" for f in blocking(failures)):
+                evidence["pattern"] = (
+                    "make-flight failure: the inputs cannot be decoded by the "
+                    f"{options.reader.label} reader, so the owner took ownership, failed to"
+                    " construct the flight (MakeFlightException) and left it RUNNING;"
+                    " resume() never accepts RUNNING"
                 )
-            if live_ids is not None and not owner_live:
-                evidence["why"] = (
-                    f"owner {shown(r.stairway_id)} has no live pod; the engine recovers its flights"
-                    " only"
-                    " when a pod listener sees the DELETED event or a pod starts"
-                )
-                findings.append(_finding(Kind.DEAD_OWNER, r, failures, evidence, options.reader))
-            elif stalled:
-                evidence["why"] = (
-                    f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
-                    + (f" (> {options.stalled_after})" if since.idle_since is not None else "")
-                )
-                if any(f["source"] == "input" for f in blocking(failures)):
-                    evidence["pattern"] = (
-                        "make-flight failure: the inputs cannot be decoded by the "
-                        f"{options.reader.label} reader, so the owner took ownership, failed to"
-                        " construct the flight (MakeFlightException) and left it RUNNING;"
-                        " resume() never accepts RUNNING"
-                    )
-                findings.append(_finding(Kind.STALLED, r, failures, evidence, options.reader))
-        elif r.status in ("READY", "READY_TO_RESTART") and r.stairway_id is None:
-            # a READY message for a READY flight is what recoverReady sends anyway: an unknown
-            # time of the change is bounded from below here, and said so in `idle_for`
-            ref = since.changed_at or since.lower_bound
-            if ref is not None and now - ref > options.unqueued_after:
-                evidence["why"] = (
-                    f"{r.status} and unowned for {_age(now, ref)}"
-                    + ("" if since.changed_at else " at most")
-                    + "; only a pod start or a pod deletion (recoverReady) queues it"
-                )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
-            elif ref is not None and ack.overdue(now - ref):
-                findings.append(_overdue_finding(r, now, ref, ack, evidence))
-        elif r.status == "QUEUED" and r.stairway_id is None:
-            ref = since.changed_at or since.lower_bound
-            if ref is not None and now - ref > options.queue_retention:
-                evidence["why"] = (
-                    f"QUEUED for {_age(now, ref)}"
-                    + ("" if since.changed_at else " at most")
-                    + f", longer than the work-queue retention ({options.queue_retention});"
-                    " its message has expired"
-                )
-                findings.append(_finding(Kind.UNQUEUED, r, failures, evidence, options.reader))
-            elif ref is not None and ack.overdue(now - ref):
-                findings.append(_overdue_finding(r, now, ref, ack, evidence))
+            ordered.append(
+                (key, _finding(Kind.STALLED, flight, failures, evidence, options.reader))
+            )
+    ordered.sort(key=_first)
+    findings = [f for _, f in ordered]
     if liveness.live is not None and not options.flight_ids:
-        outside = _running_outside_filter(conn, options) if options.class_name else {}
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
                 continue
-            owned = [r for r in running if r.stairway_id == sid]
+            owned = [(fid, ver) for fid, owner, ver in running if owner == sid]
             ev: dict[str, Any] = {
                 "why": "registered in stairwayinstance but no live pod; recovery never ran for it",
-                "running_flights": [r.flightid for r in owned],
-                "running_versions": {r.flightid: r.version for r in owned},
+                "running_flights": [fid for fid, _ in owned],
+                "running_versions": dict(owned),
                 "row_version": instance_versions.get(name),
                 "liveness": liveness.source,
             }
@@ -430,7 +567,9 @@ def detect_in(conn: Connection, liveness: Liveness, options: Options) -> Detecti
                     instance=name,
                 )
             )
-    return Detection(tuple(findings), liveness, now, len(rows), tuple(sorted(instances)))
+    return Detection(
+        tuple(findings), liveness, now, scanned, tuple(sorted(instances)), failed_inputs
+    )
 
 
 #: Pub/Sub's shortest ack deadline: no flight younger than this plus the margin is overdue
@@ -456,7 +595,11 @@ class _AckDeadline:
 
 
 def _overdue_finding(
-    r: Any, now: dt.datetime, since: dt.datetime, ack: _AckDeadline, evidence: dict[str, Any]
+    flight: tuple[str, str | None, str, str | None],
+    now: dt.datetime,
+    since: dt.datetime,
+    ack: _AckDeadline,
+    evidence: dict[str, Any],
 ) -> Finding:
     """`queued_overdue`: unowned longer than one ack deadline (+ margin); informational."""
     deadline = int(ack.deadline.total_seconds())
@@ -470,7 +613,8 @@ def _overdue_finding(
         "margin": f"{int(ack.margin.total_seconds())}s",
         "measured_from": AGE_MEASURED_FROM,
     }
-    if r.status == "QUEUED":
+    fid, cls, status, owner = flight
+    if status == "QUEUED":
         evidence["why"] = (
             f"QUEUED for {_age(now, since)}, longer than the ack deadline ({deadline}s) plus"
             f" {evidence['margin']}: its READY message went to a pod that did not ack it (the pod"
@@ -479,41 +623,125 @@ def _overdue_finding(
         )
     else:
         evidence["why"] = (
-            f"{r.status} and unowned for {_age(now, since)}, longer than the ack deadline"
+            f"{status} and unowned for {_age(now, since)}, longer than the ack deadline"
             f" ({deadline}s) plus {evidence['margin']}: nothing has queued it; a pod start or a"
             " pod deletion (recoverReady) will. It becomes `unqueued` after --unqueued-after"
         )
     evidence["note"] = "informational: no action proposed; the exit code ignores it"
-    return Finding(
-        Kind.QUEUED_OVERDUE,
-        r.flightid,
-        r.class_name,
-        r.status,
-        r.stairway_id,
-        Action.NONE,
-        evidence,
-    )
+    return Finding(Kind.QUEUED_OVERDUE, fid, cls, status, owner, Action.NONE, evidence)
 
 
-def _running_outside_filter(conn: Connection, options: Options) -> dict[str, int]:
-    """RUNNING flights per owner that the --class filter left out (an instance recovered for one
-    class keeps its row while they remain)."""
-    cls = "class_name NOT LIKE :cls" if "*" in (options.class_name or "") else "class_name <> :cls"
-    return {
-        sid: int(n)
-        for sid, n in conn.execute(
-            text(
-                "SELECT stairway_id, count(*) FROM flight WHERE status = 'RUNNING'"
-                f" AND stairway_id IS NOT NULL AND ({cls} OR class_name IS NULL)"
-                " GROUP BY stairway_id"
-            ),
-            {"cls": (options.class_name or "").replace("*", "%")},
-        ).all()
+def _estimate(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int | None:
+    """The planner's estimate of the rows `sql` returns (the non-terminal flights): the N of
+    the progress line, for one planning round trip."""
+    row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
+    try:
+        return int(row[0][0]["Plan"]["Plan Rows"]) if row is not None else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _progress(done: int, total: int | None) -> Event:
+    data = {"done": done, "total": max(total, done) if total is not None else None}
+    return Event("scan.progress", f"{done} flights", {**data, "estimated": True})
+
+
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
+
+
+def _evidence(
+    row: tuple[Any, ...], now: dt.datetime, liveness: Liveness
+) -> tuple[_Since, dict[str, Any]]:
+    """What every finding about a flight says: its times, row version and idleness."""
+    submit, version, unchanged, commit_time, log_time, step, logged_after, audit_at = row[4:12]
+    audit = (audit_at, row[12]) if audit_at is not None else None
+    since = _since(submit, version, unchanged, commit_time, log_time, logged_after, audit)
+    submitted = _iso(submit)
+    evidence: dict[str, Any] = {
+        "submitted": submitted,
+        "last_progress": _iso(log_time),
+        "last_step": step if log_time is not None else None,
+        "row_version": version,
+        # (most often the submit time itself: formatted once)
+        "state_since": submitted if since.changed_at is submit else _iso(since.changed_at),
+        "state_since_source": since.source,
+        "liveness": liveness.source,
     }
+    if since.idle_since is not None:
+        evidence["idle_for"] = _age(now, since.idle_since)
+    elif since.lower_bound is not None:
+        evidence["idle_for"] = f"unknown (at most {_age(now, since.lower_bound)})"
+    else:
+        evidence["idle_for"] = "unknown"
+    return since, evidence
+
+
+def _waiting(
+    row: tuple[Any, ...],
+    now: dt.datetime,
+    options: Options,
+    liveness: Liveness,
+    shared: dict[Any, Any],
+    ack: _AckDeadline,
+) -> Finding | None:
+    """An unowned READY, READY_TO_RESTART or QUEUED flight that nothing will pick up
+    (`unqueued`), or that waits longer than the ack deadline (`queued_overdue`), or None."""
+    fid, cls, status = row[:3]
+    since, evidence = _evidence(row, now, liveness)
+    # a READY message for a READY flight is what recoverReady sends anyway: an unknown
+    # time of the change is bounded from below here, and said so in `idle_for`
+    ref = since.changed_at or since.lower_bound
+    if ref is None:
+        return None
+    cls = shared.setdefault(cls, cls)
+    status = shared.setdefault(status, status)
+    flight = (fid, cls, status, None)
+    if status == "QUEUED":
+        if now - ref <= options.queue_retention:
+            return (
+                _overdue_finding(flight, now, ref, ack, evidence)
+                if ack.overdue(now - ref)
+                else None
+            )
+        evidence["why"] = (
+            f"QUEUED for {_age(now, ref)}"
+            + ("" if since.changed_at else " at most")
+            + f", longer than the work-queue retention ({options.queue_retention});"
+            " its message has expired"
+        )
+    else:
+        if now - ref <= options.unqueued_after:
+            return (
+                _overdue_finding(flight, now, ref, ack, evidence)
+                if ack.overdue(now - ref)
+                else None
+            )
+        evidence["why"] = (
+            f"{status} and unowned for {_age(now, ref)}"
+            + ("" if since.changed_at else " at most")
+            + "; only a pod start or a pod deletion (recoverReady) queues it"
+        )
+    return _finding(Kind.UNQUEUED, flight, [], evidence, options.reader)
+
+
+def _native_timestamps(cursor: psycopg.Cursor[Any]) -> None:
+    """psycopg's own (C) timestamp loaders on this cursor: the detection query clamps what
+    Python cannot hold itself (`_ts`), so the connection's clamping loaders — Python code
+    called for every value — are not needed for it."""
+    for name in ("timestamp", "timestamptz"):
+        oid = psycopg.adapters.types[name].oid
+        loader = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+        if loader is not None:
+            cursor.adapters.register_loader(name, loader)
 
 
 def _finding(
-    kind: Kind, r: Any, failures: list[dict[str, Any]], ev: dict[str, Any], reader: ReaderVersion
+    kind: Kind,
+    flight: tuple[str, str | None, str, str | None],
+    failures: list[dict[str, Any]],
+    ev: dict[str, Any],
+    reader: ReaderVersion,
 ) -> Finding:
     decided: Action | None = None
     if failures:
@@ -532,7 +760,8 @@ def _finding(
             " (--flight ID) with --force"
         )
         action = Action.NONE
-    return Finding(kind, r.flightid, r.class_name, r.status, r.stairway_id, action, ev)
+    fid, cls, status, owner = flight
+    return Finding(kind, fid, cls, status, owner, action, ev)
 
 
 def blocking(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -593,64 +822,68 @@ def decode_proposal(
     )
 
 
-def _decode_flights(
-    conn: Connection, flights: list[Any], options: Options
-) -> dict[str, list[dict[str, Any]]]:
-    """Decode failures of each flight's inputs and of the working map its reader rebuilds."""
-    assert options.catalog is not None
-    flights = [
-        f
-        for f in flights
-        if f.class_name is not None and options.catalog.flight(f.class_name) is not None
-    ]
-    if not flights:
-        return {}
-    ids = [f.flightid for f in flights]
-    inputs: dict[str, dict[str, str]] = defaultdict(dict)
-    for fid, key, value in conn.execute(
-        text(
-            "SELECT i.flightid, i.key, i.value FROM unnest(CAST(:ids AS varchar[])) AS r(flightid)"
-            " JOIN flightinput i ON i.flightid = r.flightid"
-        ),
-        {"ids": ids},
-    ):
-        inputs[fid][key] = value
-    working = _latest_working_maps(conn, flights)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for f in flights:
-        report = decode_map(
-            f.flightid,
-            f.class_name,
-            inputs.get(f.flightid, {}),
-            options.catalog,
-            options.reader,
-            source="input",
-        )
-        failures = [x.to_json() for x in report.findings]
-        latest = working.get(f.flightid)
-        if latest is not None and (latest[0] is not None or latest[1]):
-            _, wm = decode_working_map(
-                f.flightid, f.class_name, latest[1], latest[0], options.catalog, options.reader
-            )
-            failures += [x.to_json() for x in wm.findings]
-        if failures:
-            out[f.flightid] = failures
-    return out
+def _decode_row(
+    row: tuple[Any, ...],
+    options: Options,
+    failed_inputs: dict[str, dict[str, str]],
+    memo: dict[Any, Any],
+) -> list[dict[str, Any]]:
+    """Decode failures of one RUNNING flight's inputs and of the working map its reader
+    rebuilds (the row carries them when the catalog knows its class); a flight with failures
+    leaves its inputs in `failed_inputs`."""
+    catalog = options.catalog
+    assert catalog is not None
+    fid, cls, status, _owner = row[:4]
+    if status != "RUNNING" or cls is None or catalog.flight(cls) is None:
+        return []
+    input_keys, input_values, working_parameters, work_keys, work_values = row[14:19]
+    inputs = dict(zip(input_keys, input_values, strict=True)) if input_keys else {}
+    report = decode_map(fid, cls, inputs, catalog, options.reader, source="input", memo=memo)
+    failures = [x.to_json() for x in report.findings]
+    if row[8] is not None and (working_parameters is not None or work_keys):
+        rows = dict(zip(work_keys, work_values, strict=True)) if work_keys else {}
+        _, wm = decode_working_map(fid, cls, rows, working_parameters, catalog, options.reader)
+        failures += [x.to_json() for x in wm.findings]
+    if failures:
+        failed_inputs[fid] = inputs
+    return failures
 
 
-def _latest_working_maps(
-    conn: Connection, flights: list[Any]
-) -> dict[str, tuple[str | None, dict[str, str]]]:
-    """Each flight's newest flightlog row (read with it by `detect_in`): its
-    ``working_parameters`` and flightworking rows."""
-    out: dict[str, tuple[str | None, dict[str, str]]] = {
-        f.flightid: (f.working_parameters, {}) for f in flights if f.log_time is not None
-    }
-    by_log = {f.log_id: f.flightid for f in flights if f.log_id is not None}
-    if by_log and table_exists(conn, "flightworking"):
-        for log_id, key, value in conn.execute(
-            text("SELECT flightlog_id, key, value FROM flightworking WHERE flightlog_id = ANY(:l)"),
-            {"l": list(by_log)},
+def read_inputs(source: Source, flight_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The inputs (key → stored text) of the given flights, on the read path."""
+
+    def body(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {fid: {} for fid in flight_ids}
+        for fid, key, value in conn.execute(
+            "SELECT flightid, key, value FROM flightinput WHERE flightid = ANY(%(ids)s)"
+            " ORDER BY flightid, key",
+            {"ids": flight_ids},
         ):
-            out[by_log[log_id]][1][key] = value
-    return out
+            out[fid][key] = value
+        return out
+
+    return run_read(source, body, what="read inputs")
+
+
+def require_flights(source: Source, flight_ids: Sequence[str]) -> None:
+    """Raise `UnknownFlight` (one line, exit NOT_FOUND) naming the first of `flight_ids` that is
+    not in the `flight` table — so a typo in `--flight` is not mistaken for "nothing to do"
+    (`repairtool.stairway.queries.require_flights` on the read path)."""
+    if not flight_ids:
+        return
+
+    def body(conn: psycopg.Connection[Any]) -> list[str]:
+        require_stairway(conn)
+        found = {
+            fid
+            for (fid,) in conn.execute(
+                "SELECT flightid FROM flight WHERE flightid = ANY(%(ids)s)",
+                {"ids": list(flight_ids)},
+            )
+        }
+        return [f for f in flight_ids if f not in found]
+
+    missing = run_read(source, body, what="flight.get")
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UnknownFlight(f"Unknown flight id {shown(missing[0])}{more}")

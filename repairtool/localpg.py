@@ -28,10 +28,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from repairtool.errors import LocalPostgresError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 PG_USER = "stairwayops"
 SUPERUSER = "postgres"
@@ -168,6 +170,8 @@ class PgServer:
 
     def url(self, dbname: str = "postgres", *, tcp: bool = True) -> URL:
         """SQLAlchemy URL (psycopg 3). TCP uses the generated password; the socket uses trust."""
+        from sqlalchemy.engine import URL  # lazy: read commands find the state dir without it
+
         if tcp:
             return URL.create(
                 "postgresql+psycopg", SUPERUSER, self.password, "127.0.0.1", self.port, dbname

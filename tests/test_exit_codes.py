@@ -30,7 +30,7 @@ EXPECTED: dict[str, ExitCode] = {
     "repairtool.errors.LocalPostgresError": ExitCode.LOCAL_POSTGRES,
     "repairtool.errors.PlatformUnreachable": ExitCode.PLATFORM_UNREACHABLE,
     "repairtool.durations.InvalidDuration": ExitCode.USAGE,
-    "repairtool.stairway.db.AuthenticationFailed": ExitCode.DB_LOGIN_REFUSED,
+    "repairtool.stairway.errors.AuthenticationFailed": ExitCode.DB_LOGIN_REFUSED,
     "repairtool.liveness.KubeUnavailable": ExitCode.PLATFORM_UNREACHABLE,
     "repairtool.stairway.queue.QueueError": ExitCode.PLATFORM_UNREACHABLE,
     # the database layer's typed failures (issue 12; round two may give some a code of their own)

@@ -21,6 +21,7 @@ from repairtool.exitcodes import help_text
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from repairtool.stairway.pgread import ReadDb
     from repairtool.target import Target
 
 EXIT_CODES_HELP = help_text()
@@ -146,21 +147,53 @@ def open_engine(args: argparse.Namespace) -> Engine:
 
     target = target_of(args)
     if target is not None:
-        _announce(f"environment: {target.name} ({args._chosen or '--env'})", args)
+        _announce_once(f"environment: {target.name} ({args._chosen or '--env'})", args)
         return make_engine(target.db)
     fallback = state_dir_of(args) / "local.env"
     settings = resolve_settings(args.db, args.env_file, default_env_file=fallback)
     implicit = settings.source == str(fallback)
+    _refuse_fix_on_fallback(args, implicit, fallback)
+    how = "fallback: `repairtool local up`'s database" if implicit else settings.source
+    shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
+    _announce_once(f"database: {shown} ({how})", args)
+    return make_engine(settings)
+
+
+def open_reader(args: argparse.Namespace) -> ReadDb:
+    """The database for reading, on psycopg directly: read commands never import SQLAlchemy
+    (the engine for changes comes from `open_engine`, only when one is applied). Names it on
+    the first line of stderr and refuses a `--fix` on the fallback, as `open_engine` does."""
+    # lazy: psycopg (~0.1 s) only when a command reads the database; --help must not wait
+    from repairtool.stairway.dburl import render_hidden, resolve_url
+    from repairtool.stairway.pgread import ReadDb
+
+    target = target_of(args)
+    if target is not None:
+        _announce_once(f"environment: {target.name} ({args._chosen or '--env'})", args)
+        return ReadDb(target.db.url)
+    fallback = state_dir_of(args) / "local.env"
+    url, source = resolve_url(args.db, args.env_file, default_env_file=fallback)
+    implicit = source == str(fallback)
+    _refuse_fix_on_fallback(args, implicit, fallback)
+    how = "fallback: `repairtool local up`'s database" if implicit else source
+    _announce_once(f"database: {render_hidden(url)} ({how})", args)
+    return ReadDb(url)
+
+
+def _refuse_fix_on_fallback(args: argparse.Namespace, implicit: bool, fallback: Path) -> None:
     if implicit and getattr(args, "fix", False) and getattr(args, "_env_files", 0) > 1:
         raise RefusedError(
             f"no environment chosen (envs/ has {args._env_files} files) and --fix changes"
             f" something: refusing to use the fallback database of {fallback}; pass --env NAME"
             " or --db URL, or set STAIRWAY_OPS_ENV=NAME"
         )
-    how = "fallback: `repairtool local up`'s database" if implicit else settings.source
-    shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
-    _announce(f"database: {shown} ({how})", args)
-    return make_engine(settings)
+
+
+def _announce_once(line: str, args: argparse.Namespace) -> None:
+    """`_announce`, unless the command named its database already (a `--fix` reads with
+    `open_reader`, then changes through `open_engine`)."""
+    if getattr(args, "_where", None) is None:
+        _announce(line, args)
 
 
 def _announce(line: str, args: argparse.Namespace | None = None) -> None:

@@ -10,7 +10,6 @@ document, or its error. Dry run only: repairs take one environment at a time.
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +96,9 @@ def scan_env(args: argparse.Namespace, name: str) -> EnvReport:
 
 def scan_envs(args: argparse.Namespace, names: list[str]) -> list[EnvReport]:
     """Scan every environment concurrently; reports in the order the names were given."""
+    # lazy: concurrent.futures pulls in logging and threading; --help must not wait for them
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(names))) as pool:
         return list(pool.map(lambda n: scan_env(args, n), names))
 

@@ -49,21 +49,23 @@ from repairtool.cli.common import (
     add_yes_arg,
     duration,
     open_engine,
+    open_reader,
     show,
     target_of,
 )
+from repairtool.cli.progress import progress_sink
 from repairtool.clock import rfc3339_or_none
 from repairtool.errors import EXIT_FINDINGS, UsageError
 from repairtool.exitcodes import exit_code_of
 from repairtool.guards import confirm, require_reason
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from repairtool.detect import Detection, Options
     from repairtool.flightmap import Catalog, ReaderVersion
     from repairtool.liveness import Liveness
-    from repairtool.repair import Outcomes, Plan
+    from repairtool.plan import Plan
+    from repairtool.repair import Outcomes
+    from repairtool.stairway.pgread import Source
     from repairtool.stairway.queue import WorkQueue
     from repairtool.target import Target
 
@@ -236,11 +238,13 @@ def liveness_of(args: argparse.Namespace, target: Target | None = None) -> Liven
 
 
 def reader_of(
-    args: argparse.Namespace, engine: Engine, target: Target | None = None
+    args: argparse.Namespace, source: Source, target: Target | None = None
 ) -> tuple[ReaderVersion, str]:
-    # lazy: the database layer pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    """`--reader`, else the env's, else what the database's newest rows say (`source`: a
+    `ReadDb` or a SQLAlchemy engine)."""
+    # lazy: the FlightMap package and psycopg; --help must not wait for them
     from repairtool.flightmap import ReaderVersion, parse_reader
-    from repairtool.stairway.db import reading
+    from repairtool.stairway.pgread import run_read
     from repairtool.stairway.schema import EngineVersion
     from repairtool.stairway.version import detect_generation
 
@@ -249,8 +253,7 @@ def reader_of(
     target = target if target is not None else target_of(args)
     if target is not None and target.reader:
         return parse_reader(target.reader), f"--env {target.name}"
-    with reading(engine) as conn:
-        gen = detect_generation(conn)
+    gen = run_read(source, detect_generation, what="detect the engine version")
     high = gen.version.high
     if high is not None and high <= EngineVersion(0, 0, 60):
         return ReaderVersion.LEGACY, f"database written by Stairway {gen.version}"
@@ -291,7 +294,7 @@ def queue_of(args: argparse.Namespace, target: Target | None = None) -> WorkQueu
 def ack_deadline_of(queue: WorkQueue | None) -> tuple[dt.timedelta, str]:
     """The work queue's ack deadline and where it comes from (the subscription, read with the
     Pub/Sub API; the engine's default when there is no queue or it cannot be read)."""
-    # lazy: detection pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    # lazy: detection pulls in psycopg (~0.1 s); --help must not wait for it
     from repairtool.detect import ENGINE_ACK_DEADLINE, ENGINE_ACK_DEADLINE_SOURCE
     from repairtool.stairway.queue import QueueError
 
@@ -314,7 +317,7 @@ def detect_options(
     reader: ReaderVersion,
     queue: WorkQueue | None = None,
 ) -> Options:
-    from repairtool.detect import Options  # lazy: SQLAlchemy (~0.3 s)
+    from repairtool.detect import Options  # lazy: psycopg and the FlightMap package
 
     return Options(
         stalled_after=args.stalled_after,
@@ -330,11 +333,8 @@ def detect_options(
 
 
 def cmd_orphans(args: argparse.Namespace) -> int:
-    # lazy: detection and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
-    from repairtool.detect import detect
-    from repairtool.repair import Outcomes, apply_plan
-    from repairtool.stairway.audit import Actor
-    from repairtool.stairway.queries import require_flights
+    # lazy: detection reads with psycopg (~50 ms to import); --help must not wait for it
+    from repairtool.detect import detect, require_flights
 
     if args.fix:
         reason = require_reason(args.reason)
@@ -343,15 +343,16 @@ def cmd_orphans(args: argparse.Namespace) -> int:
         from repairtool.flightmap import parse_reader
 
         parse_reader(args.reader)
-    engine = open_engine(args)
+    db = open_reader(args)
     live = liveness_of(args)
-    require_flights(engine, args.flight)
-    reader, reader_source = reader_of(args, engine)
+    require_flights(db, args.flight)
+    reader, reader_source = reader_of(args, db)
     catalog = None if args.no_decode else catalog_of(args)
     queue = queue_of(args)
     options = detect_options(args, catalog, reader, queue)
-    detection = detect(engine, live, options)
-    plan = make_plan(args, engine, detection, queue, catalog, reader)
+    # progress (n/N, rate, ETA) on a terminal only: nothing on a pipe or with -o json
+    detection = detect(db, live, options, on_event=progress_sink(args.output))
+    plan = make_plan(args, db, detection, queue, catalog, reader)
     outcomes = None
     human = args.output != "json"
     if args.fix and plan.changes:
@@ -362,23 +363,35 @@ def cmd_orphans(args: argparse.Namespace) -> int:
             f"About to change {len(plan.changes)} flights/instances: {summary}. Apply?",
             yes=args.yes,
         )
+        # lazy: changes go through SQLAlchemy's transactional API (~0.3 s); only --fix needs it
+        from repairtool.repair import apply_plan
+        from repairtool.stairway.audit import Actor
+
         outcomes = apply_plan(
-            engine,
+            open_engine(args),
             plan,
             actor=Actor(reason=reason),
             queue=queue,
             rate=args.rate,
-            on_event=_console if human and args.output != "markdown" else _quiet,
+            on_event=(
+                progress_sink(args.output, echo=_console)
+                if human and args.output != "markdown"
+                else _quiet
+            ),
             on_error="record",  # an error part-way: what was done is still shown, then raised
         )
     elif args.fix:
+        from repairtool.repair import Outcomes  # lazy: SQLAlchemy, only for --fix
+
         outcomes = Outcomes((), ())
     if not human:
-        doc = document(detection, plan, reader, outcomes)
+        from repairtool.jsonout import write_document  # lazy: orjson; --help must not wait
+
+        doc = document(detection, plan, reader, outcomes, streamed=True)
         if outcomes is not None:
             doc["environment"] = getattr(args, "_where", None)
             doc["reason"] = reason
-        show(args, View(doc=doc))
+        write_document(doc)
     elif args.output == "markdown" and outcomes is not None:
         # lazy: the incident note is needed only after a repair in Markdown
         from repairtool.incident import incident_markdown
@@ -409,29 +422,31 @@ def cmd_orphans(args: argparse.Namespace) -> int:
 
 def make_plan(
     args: argparse.Namespace,
-    engine: Engine,
+    source: Source,
     detection: Detection,
     queue: WorkQueue | None,
     catalog: Catalog | None,
     reader: ReaderVersion,
 ) -> Plan:
-    """The one plan for the options (`--action`, `--flight`, `--force`, `--limit`)."""
-    from repairtool.detect import Action  # lazy: SQLAlchemy (~0.3 s)
-    from repairtool.repair import build_plan, read_inputs
+    """The one plan for the options (`--action`, `--flight`, `--force`, `--limit`). Re-encoding
+    rewrites the inputs detection read (`detection.inputs`); others are read from `source`."""
+    from repairtool.detect import Action, read_inputs  # lazy: psycopg and the FlightMap package
+    from repairtool.plan import build_plan
 
     action = Action(args.action) if args.action else None
     inputs = None
     if action is Action.REENCODE or any(
         f.proposed_action is Action.REENCODE for f in detection.findings
     ):
-        inputs = read_inputs(
-            engine,
-            [
-                f.flight_id
-                for f in detection.findings
-                if f.flight_id and f.evidence.get("decode_failures")
-            ],
-        )
+        failing = [
+            f.flight_id
+            for f in detection.findings
+            if f.flight_id and f.evidence.get("decode_failures")
+        ]
+        inputs = {fid: dict(v) for fid, v in detection.inputs.items()}
+        missing = [fid for fid in failing if fid not in inputs]
+        if missing:
+            inputs.update(read_inputs(source, missing))
     return build_plan(
         detection,
         action=action,
@@ -454,8 +469,18 @@ def _quiet(event: Any) -> None:
 
 
 def document(
-    detection: Detection, plan: Plan, reader: ReaderVersion, outcomes: Outcomes | None
+    detection: Detection,
+    plan: Plan,
+    reader: ReaderVersion,
+    outcomes: Outcomes | None,
+    *,
+    streamed: bool = False,
 ) -> dict[str, Any]:
+    """The orphans/1 document; `streamed`: its long lists as `jsonout.Streamed` (for
+    `jsonout.write_document`, which encodes them one item at a time)."""
+    from repairtool.jsonout import Streamed  # lazy: orjson; --help must not wait
+
+    lists: Any = Streamed if streamed else list
     live = detection.liveness
     doc: dict[str, Any] = {
         "schema": "repairtool.orphans/1",
@@ -468,10 +493,10 @@ def document(
         },
         "reader": reader.value,
         "scanned": detection.scanned,
-        "findings": [f.to_json() for f in detection.findings],
-        "plan": [c.to_json() for c in plan.changes],
-        "refused": [r.to_json() for r in plan.refused],
-        "deferred": [c.to_json() for c in plan.deferred],
+        "findings": lists(f.to_json() for f in detection.findings),
+        "plan": lists(c.to_json() for c in plan.changes),
+        "refused": lists(r.to_json() for r in plan.refused),
+        "deferred": lists(c.to_json() for c in plan.deferred),
     }
     if outcomes is not None:
         doc.update(outcomes_json(outcomes))

@@ -273,6 +273,10 @@ def _rejected(
     )
 
 
+#: the most verdicts a `decode_map` memo keeps (a few MB of texts at most)
+MEMO_LIMIT = 20_000
+
+
 def decode_map(
     flight_id: str,
     class_name: str,
@@ -280,6 +284,7 @@ def decode_map(
     catalog: Catalog,
     reader: ReaderVersion,
     source: Source = "input",
+    memo: dict[tuple[str, str, str, str], Decoded | Finding] | None = None,
 ) -> MapReport:
     """Check one flight's input (``flightinput``) or working (``flightworking``) map.
 
@@ -288,6 +293,11 @@ def decode_map(
     ``unknown_keys``; on a ≤0.0.60 reader they are still checked, because that reader reads
     every entry while it rebuilds the FlightMap. Required catalog keys that are absent are
     reported in ``missing_keys``.
+
+    ``memo``: verdicts already reached in this scan (same catalog, same reader), by class,
+    source, key and stored text — a verdict depends on nothing else, and the same texts recur
+    from flight to flight (a stage, a user's request, ``null``). Emptied when it reaches
+    ``MEMO_LIMIT`` entries.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -304,12 +314,20 @@ def decode_map(
             unknown.append(key)
             if reader is not _LEGACY:
                 continue
-        result = decode_value(
-            text, expected, reader, flight_id=flight_id, key=key, source=source, classes=classes
-        )
-        if isinstance(result, Finding):
-            if key_spec is None:
+        cached = memo.get((class_name, source, key, text)) if memo is not None else None
+        if cached is not None:
+            result = replace(cached, flight_id=flight_id) if type(cached) is Finding else cached
+        else:
+            result = decode_value(
+                text, expected, reader, flight_id=flight_id, key=key, source=source, classes=classes
+            )
+            if key_spec is None and isinstance(result, Finding):
                 result = replace(result, expected="any (key not in the catalog)")
+            if memo is not None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()  # start over: what recurs is soon back in
+                memo[(class_name, source, key, text)] = result
+        if isinstance(result, Finding):
             findings.append(result)
         elif key_spec is not None:
             decoded[key] = result

@@ -25,9 +25,17 @@ from repairtool import __version__
 from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_in_transaction, run_read
 from repairtool.stairway.errors import ForeignAuditTable, PermissionDenied
 from repairtool.stairway.model import AuditRecord
+from repairtool.stairway.probe import (
+    AUDIT_COLUMNS,
+    AUDIT_LATER_COLUMNS,
+    AUDIT_SCHEMA,
+    AUDIT_TABLE,
+    AuditTableState,
+    audit_table_state,
+)
 
-SCHEMA = "stairway_ops"
-TABLE = f"{SCHEMA}.audit"
+SCHEMA = AUDIT_SCHEMA
+TABLE = AUDIT_TABLE
 
 DDL = (
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
@@ -48,19 +56,8 @@ DDL = (
 )
 
 #: our columns and their types (`format_type` spelling); `evidence` was added later
-COLUMNS = {
-    "audit_id": "bigint",
-    "op_id": "uuid",
-    "at": "timestamp with time zone",
-    "actor": "text",
-    "reason": "text",
-    "action": "text",
-    "flightid": "character varying(36)",
-    "before": "jsonb",
-    "after": "jsonb",
-    "tool_version": "text",
-}
-LATER_COLUMNS = {"evidence": "jsonb"}
+COLUMNS = AUDIT_COLUMNS
+LATER_COLUMNS = AUDIT_LATER_COLUMNS
 
 
 def default_actor() -> str:
@@ -87,60 +84,9 @@ class Actor:
         return self.name or default_actor()
 
 
-@dataclass(frozen=True)
-class AuditTableState:
-    """What is at `stairway_ops.audit` and what this role may do with it."""
-
-    exists: bool
-    ours: bool
-    why_not_ours: str  # "" when ours (or missing)
-    missing_later: tuple[str, ...]  # our later columns an older table lacks
-    readable: bool
-    writable: bool
-
-
-def audit_table_state(conn: Connection) -> AuditTableState:
-    """Inspect `stairway_ops.audit` through the catalogs (readable by every role)."""
-    rows = conn.execute(
-        text(
-            "SELECT c.relkind, a.attname, format_type(a.atttypid, a.atttypmod) AS type,"
-            " has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
-            " AS readable,"
-            " has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'INSERT')"
-            " AS writable"
-            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
-            " AND NOT a.attisdropped WHERE n.nspname = :schema AND c.relname = 'audit'"
-        ),
-        {"schema": SCHEMA},
-    ).all()
-    if not rows:
-        return AuditTableState(False, False, "", (), False, False)
-    first = rows[0]
-    found = {r.attname: r.type for r in rows if r.attname is not None}
-    why = ""
-    if first.relkind not in ("r", "p"):
-        why = f"it is not a table (relkind {first.relkind})"
-    else:
-        for name, type_ in COLUMNS.items():
-            if name not in found:
-                why = f"column {name} is missing"
-                break
-            if found[name] != type_:
-                why = f"column {name} is {found[name]}, not {type_}"
-                break
-    later = tuple(n for n in LATER_COLUMNS if n not in found)
-    if not why:
-        wrong = [n for n, t in LATER_COLUMNS.items() if n in found and found[n] != t]
-        if wrong:
-            why = f"column {wrong[0]} is {found[wrong[0]]}, not {LATER_COLUMNS[wrong[0]]}"
-    return AuditTableState(True, not why, why, later, bool(first.readable), bool(first.writable))
-
-
 def audit_table_exists(conn: Connection) -> bool:
     """Whether our audit table is there and readable (a foreign table counts as absent)."""
-    state = audit_table_state(conn)
-    return state.exists and state.ours and state.readable
+    return audit_table_state(conn).usable
 
 
 def _foreign(state: AuditTableState) -> ForeignAuditTable:

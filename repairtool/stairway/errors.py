@@ -16,6 +16,7 @@ from repairtool.errors import (
     RepairToolError,
     UsageError,
 )
+from repairtool.exitcodes import ExitCode
 
 _PLAIN = re.compile(r"[A-Za-z0-9._:@/+=-]{1,80}")
 
@@ -57,6 +58,12 @@ class LiveOwnerRefused(RefusedError):
     dead or stuck (or an explicit force)."""
 
 
+class AuthenticationFailed(DatabaseUnreachable):
+    """The server is up but refused the login (wrong user or password)."""
+
+    exit_code = ExitCode.DB_LOGIN_REFUSED
+
+
 class RetriesExhausted(DatabaseUnreachable):
     """Every attempt of the engine's DbRetry rule failed (20 tries)."""
 
@@ -75,6 +82,7 @@ class DatabaseError(RepairToolError):
 
 
 __all__ = [
+    "AuthenticationFailed",
     "BadDatabaseValue",
     "DatabaseError",
     "ForeignAuditTable",

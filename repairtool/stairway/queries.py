@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Row, text
 
 from repairtool.errors import NotFoundError, UnknownFlight, UsageError
 from repairtool.stairway.db import run_read
-from repairtool.stairway.errors import UnsupportedSchema, shown
+from repairtool.stairway.errors import shown
 from repairtool.stairway.model import (
     Direction,
     Flight,
@@ -25,7 +25,7 @@ from repairtool.stairway.model import (
     FlightStatus,
     Instance,
 )
-from repairtool.stairway.schema import NEWEST_KNOWN
+from repairtool.stairway.probe import columns, require_columns
 from repairtool.stairway.version import require_stairway
 
 FLIGHT_COLUMNS = (
@@ -124,54 +124,9 @@ def flight_from_row(row: Row[Any]) -> Flight:
     )
 
 
-#: the columns this tool reads, per table (every engine generation since 0.0.10 has them)
-READ_COLUMNS: dict[str, tuple[str, ...]] = {
-    "flight": (
-        "flightid",
-        "submit_time",
-        "class_name",
-        "completed_time",
-        "status",
-        "serialized_exception",
-        "stairway_id",
-    ),
-    "flightlog": ("flightid", "log_time", "step_index"),
-    "flightinput": ("flightid", "key", "value"),
-    "stairwayinstance": ("stairway_name", "stairway_id"),
-}
-
-
 def _columns(conn: Connection, tables: Sequence[str]) -> dict[str, set[str]]:
     """The columns of the given tables in the current schema (one catalog query)."""
-    found: dict[str, set[str]] = {}
-    for table, column in conn.execute(
-        text(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = ANY(:t)"
-        ),
-        {"t": list(tables)},
-    ):
-        found.setdefault(table, set()).add(column)
-    return found
-
-
-def require_columns(conn: Connection, tables: Sequence[str] = tuple(READ_COLUMNS)) -> None:
-    """Raise a one-line `UnsupportedSchema` naming the first table or column this tool reads that
-    is missing (renamed, or a schema newer than the engines it knows)."""
-    found = _columns(conn, tables)
-    known = f"this tool knows the Stairway schemas up to {NEWEST_KNOWN}"
-    for table in tables:
-        if table not in found:
-            raise UnsupportedSchema(
-                f"table {table} is missing (or not readable by this role): not a Stairway"
-                f" schema this tool knows ({known})"
-            )
-        for column in READ_COLUMNS[table]:
-            if column not in found[table]:
-                raise UnsupportedSchema(
-                    f"column {table}.{column} is missing: renamed, or an engine newer than"
-                    f" {NEWEST_KNOWN}? ({known})"
-                )
+    return columns(conn, tables)
 
 
 def count_flights_in(conn: Connection, flt: FlightFilter = FlightFilter()) -> int:

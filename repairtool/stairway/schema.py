@@ -18,8 +18,10 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from functools import total_ordering
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, text
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 from repairtool.errors import UsageError
 
@@ -268,6 +270,8 @@ def create_schema(
     The caller owns the transaction (use `engine.begin()`). Refuses a database that already has a
     `flight` table.
     """
+    from sqlalchemy import text  # lazy: only schema creation (tests, sandbox, bench) writes DDL
+
     v = EngineVersion.parse(version) if isinstance(version, str) else version
     applied = changesets_for(v)
     exists = conn.execute(text("SELECT to_regclass('flight') IS NOT NULL")).scalar_one()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, text
-
-from repairtool.errors import NotStairwayDatabase
+from repairtool.stairway.probe import CORE_TABLES, check_core_tables
 from repairtool.stairway.schema import CHANGESETS, NEWEST_KNOWN, Changeset, EngineVersion
+from repairtool.stairway.sql import rows, scalar
+
+# Every function here takes a psycopg connection (the read path) or a SQLAlchemy `Connection`.
 
 V0_0_50 = EngineVersion(0, 0, 50)
 V0_0_60 = EngineVersion(0, 0, 60)
@@ -75,9 +77,9 @@ def _known_file(filename: str) -> Changeset | None:
     return None
 
 
-def _probe(conn: Connection) -> Changeset:
+def _probe(conn: Any) -> Changeset:
     def has(sql: str) -> bool:
-        return bool(conn.execute(text(sql)).scalar_one())
+        return bool(scalar(conn, sql))
 
     checks: list[tuple[str, str]] = [
         ("20221028_input_index.yaml", "SELECT to_regclass('flightinput_key_idx') IS NOT NULL"),
@@ -103,45 +105,38 @@ def _probe(conn: Connection) -> Changeset:
     return found
 
 
-def table_exists(conn: Connection, name: str) -> bool:
-    return bool(conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one())
+def table_exists(conn: Any, name: str) -> bool:
+    return bool(scalar(conn, "SELECT to_regclass(%(n)s) IS NOT NULL", {"n": name}))
 
 
-def column_exists(conn: Connection, table: str, column: str) -> bool:
+def column_exists(conn: Any, table: str, column: str) -> bool:
     return bool(
-        conn.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema ="
-                " current_schema() AND table_name = :t AND column_name = :c)"
-            ),
+        scalar(
+            conn,
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema ="
+            " current_schema() AND table_name = %(t)s AND column_name = %(c)s)",
             {"t": table, "c": column},
-        ).scalar_one()
+        )
     )
 
 
-def require_stairway(conn: Connection) -> None:
+def require_stairway(conn: Any) -> None:
     """Raise NotStairwayDatabase unless the engine's core tables are there."""
-    missing = [t for t in ("flight", "flightlog", "flightinput") if not table_exists(conn, t)]
-    if missing:
-        raise NotStairwayDatabase(
-            f"not a Stairway database: table {missing[0]} is missing"
-            " (wrong database or schema? the engine's tables live in the service's Stairway DB)"
-        )
+    check_core_tables({t: table_exists(conn, t) for t in CORE_TABLES})
 
 
-def _writer(conn: Connection, has_id: bool) -> tuple[str | None, VersionRange | None]:
+def _writer(conn: Any, has_id: bool) -> tuple[str | None, VersionRange | None]:
     """How the newest flightlog rows were written (legacy JSON column / flightlog.id)."""
     id_col = "id" if has_id else "NULL::uuid"
-    row = conn.execute(
-        text(
-            f"SELECT working_parameters IS NOT NULL AS legacy, {id_col} IS NOT NULL AS has_id"
-            " FROM flightlog WHERE flightid IN (SELECT flightid FROM flight"
-            " ORDER BY submit_time DESC LIMIT 20) ORDER BY log_time DESC LIMIT 1"
-        )
-    ).first()
-    if row is None:
+    found = rows(
+        conn,
+        f"SELECT working_parameters IS NOT NULL AS legacy, {id_col} IS NOT NULL AS has_id"
+        " FROM flightlog WHERE flightid IN (SELECT flightid FROM flight"
+        " ORDER BY submit_time DESC LIMIT 20) ORDER BY log_time DESC LIMIT 1",
+    )
+    if not found:
         return None, None
-    legacy, with_id = bool(row.legacy), bool(row.has_id)
+    legacy, with_id = bool(found[0][0]), bool(found[0][1])
     if legacy and with_id:
         return (
             "0.0.50–0.0.60 (newest flightlog row has working_parameters and id)",
@@ -158,17 +153,15 @@ def _writer(conn: Connection, has_id: bool) -> tuple[str | None, VersionRange | 
     )
 
 
-def detect_generation(conn: Connection) -> Generation:
+def detect_generation(conn: Any) -> Generation:
     """Detect the engine generation from `databasechangelog`, else by probing the schema, then
     narrow it with how the newest flightlog rows were written."""
     require_stairway(conn)
     newest: Changeset | None = None
     source = "probe"
     if table_exists(conn, "databasechangelog"):
-        rows = conn.execute(
-            text("SELECT filename FROM databasechangelog ORDER BY orderexecuted")
-        ).scalars()
-        known = [cs for cs in (_known_file(f) for f in rows) if cs is not None]
+        files = rows(conn, "SELECT filename FROM databasechangelog ORDER BY orderexecuted")
+        known = [cs for cs in (_known_file(f) for (f,) in files) if cs is not None]
         if known:
             newest = max(known, key=lambda c: CHANGESETS.index(c))
             source = "databasechangelog"

@@ -205,6 +205,21 @@ def test_decode_map_unknown_and_missing_keys() -> None:
     assert unknown_class.unknown_keys == ("workspaceStage", "extra", "fine")
 
 
+def test_a_scan_memo_gives_each_flight_the_verdicts_it_would_get_alone() -> None:
+    catalog = load_builtin_catalog("workspace-manager")
+    rows = {**WSM["rows"], "extra": '["a","b"]'}
+    memo: dict[Any, Any] = {}
+    for reader in (LEGACY, TYPED):
+        memo.clear()
+        for flight_id in ("f1", "f2", "f1"):  # the second and third come from the memo
+            alone = decode_map(flight_id, WSM["class_name"], rows, catalog, reader)
+            memoized = decode_map(flight_id, WSM["class_name"], rows, catalog, reader, memo=memo)
+            assert memoized == alone
+            assert all(f.flight_id == flight_id for f in memoized.findings)
+        # one verdict per key and text; the ≥0.0.61 reader never reads the unknown key
+        assert len(memo) == len(rows) - (reader is TYPED)
+
+
 def test_decode_map_working_map_from_legacy_json() -> None:
     text = json.loads((FIXTURES / "legacy_working_map.json").read_text())["text"]
     rows = split_legacy_map(text)

@@ -1,0 +1,63 @@
+"""Read commands stay on psycopg: a dry-run `repairtool orphans` (table and JSON, with the reader
+inferred from the database) never imports SQLAlchemy, which only `--fix` needs, nor pydantic
+(the built-in catalog comes from its snapshot)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from bench.benchdb import LIVE, Spec, generate
+from repairtool.localpg import PgServer, create_database, drop_database
+
+PROBE = """
+import sys
+from repairtool.cli import main
+code = main(sys.argv[1:])
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "pydantic"})
+print("HEAVY " + ",".join(heavy) if heavy else "CLEAN")
+print("EXIT", code)
+"""
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_server: PgServer) -> Iterator[str]:
+    url = create_database(pg_server, "read_path").set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
+    generate(conninfo, Spec(flights=500, running=10, waiting=5))
+    yield conninfo
+    drop_database(pg_server, "read_path")
+
+
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_orphans_dry_run_never_imports_sqlalchemy_or_pydantic(db_url: str, output: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            "orphans",
+            "--db",
+            db_url,
+            "-o",
+            output,
+            "--live-instances",
+            ",".join(LIVE),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    *body, verdict, code = proc.stdout.rstrip("\n").split("\n")
+    assert code == "EXIT 1", proc.stderr  # findings: the generator's dead-owner flights
+    assert verdict == "CLEAN"
+    if output == "json":
+        doc = json.loads("\n".join(body))
+        assert sum(f["kind"] == "dead_owner" for f in doc["findings"]) == 5
