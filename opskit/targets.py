@@ -104,7 +104,9 @@ def _gke(env: Env) -> Target:
                 log_path=env.state_path / "cloud-sql-proxy.log",
             )
         )
-        kube = GkePlatform(env).kube() if db.password.k8s_secret else None
+        # the Kubernetes API only when the local sources ($VAR, file) do not give the password
+        ref = db.password
+        kube = GkePlatform(env).kube() if ref.k8s_secret and not ref.resolve() else None
         password = db_password(env, kube)
     except BaseException:
         stack.close()

@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         parser = build_parser()
+        _refuse_double_dash_values(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         code: int = args.func(args)
         return code
@@ -119,6 +120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 target.close()
             except Exception as error:  # the command's result stands; say what was left
                 _say(f"repairtool: warning: stopping what --env started: {_line(error)}")
+
+
+def _refuse_double_dash_values(argv: Sequence[str]) -> None:
+    """`--opt=--` would reach a command as an empty list where it expects a string (argparse
+    drops a `--` value); found by the cli.fuzz soak."""
+    for token in argv:
+        if token == "--":
+            return
+        if token.startswith("-") and token.endswith("=--"):
+            raise UsageError(f"{token.split('=', 1)[0]}: '--' is not a value; give one")
 
 
 def _line(error: BaseException) -> str:

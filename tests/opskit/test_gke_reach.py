@@ -379,3 +379,26 @@ def test_a_proxy_already_listening_is_reused_and_left_running_and_n_overrides_th
     finally:
         proxy.terminate()
         proxy.wait(10)
+
+
+def test_a_password_from_a_variable_needs_no_kubeconfig_for_a_read_command(
+    fake_gke: Any, make_gke_env: Any, instance: StairwayInstance, tools: Path
+) -> None:
+    # the workspace-manager profile names a Kubernetes Secret; $VAR comes first and is given, so
+    # the Kubernetes API (here: no kubeconfig at all) is not needed (found by the cli.secrets soak)
+    env = _env_file(
+        make_gke_env,
+        fake_gke,
+        instance,
+        **{
+            "gke.kubeconfig": "/nonexistent/kubeconfig",
+            "stairway.db.password": {"env": "SCAN_DB_PASSWORD"},
+        },
+    )
+    os.environ["SCAN_DB_PASSWORD"] = instance.password
+    try:
+        proc = _repairtool(tools, env, instance, "flights", "count", "--env", "jcarlton")
+    finally:
+        del os.environ["SCAN_DB_PASSWORD"]
+    assert proc.returncode == 0, proc.stderr
+    assert "kubeconfig" not in proc.stderr and instance.password not in proc.stdout + proc.stderr

@@ -649,3 +649,13 @@ def test_odd_database_shapes_through_the_cli(
     with db.connect() as c:
         changed = [h for h in history(c, flight) if h.who == "repairtool"]
     assert bool(changed) == (fix == 0)
+
+
+def test_a_double_dash_as_an_option_value_is_a_usage_error(env: dict[str, str]) -> None:
+    """`flights list --status=--` was exit 70 (`'list' object has no attribute 'strip'`):
+    argparse hands a `--` value on as an empty list. Found by the full cli.fuzz.args soak."""
+    for option in ("--status=--", "--owner=--", "--class=--"):
+        run = cli(env, "flights", "list", "--db", nowhere(), option)
+        assert run.code == ExitCode.USAGE, run.stderr
+        assert f"{option[:-3]}: '--' is not a value" in run.stderr
+    assert SECRET not in run.stderr
