@@ -15,6 +15,10 @@ from sqlalchemy import Engine, create_engine
 from repairtool.localpg import PgServer, create_database, drop_database, temporary_postgres
 from repairtool.stairway.schema import create_schema
 
+#: The conformance tally's hooks must run in the pytest-xdist controller too, which loads only
+#: this conftest (it collects nothing), so they are a plugin registered here.
+pytest_plugins = ["tests.conformance.tally"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 _db_counter = itertools.count(1)
 
