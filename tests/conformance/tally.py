@@ -90,7 +90,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if _is_worker(session.config):
         session.config.workeroutput[WORKER_OUTPUT_KEY] = TALLY.dumps()  # type: ignore[attr-defined]
         return
-    if TALLY.passed and not sum(TALLY.cases.values()):
+    interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED  # workers sent nothing
+    if TALLY.passed and not sum(TALLY.cases.values()) and not interrupted:
         TALLY.notes.append(
             f"{TALLY.passed} tallying tests passed but no compared case reached this summary"
             " (the workers' tallies were lost); failing the session"
