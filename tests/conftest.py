@@ -15,6 +15,10 @@ from sqlalchemy import Engine, create_engine
 from repairtool.localpg import PgServer, create_database, drop_database, temporary_postgres
 from repairtool.stairway.schema import create_schema
 
+#: The conformance tally's hooks must run in the pytest-xdist controller too, which loads only
+#: this conftest (it collects nothing), so they are a plugin registered here.
+pytest_plugins = ["tests.conformance.tally"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 _db_counter = itertools.count(1)
 
@@ -104,3 +108,11 @@ def pull_messages(queue: Any, max_messages: int = 10) -> list[str]:
                 }
             )
         return [m.message.data.decode() for m in resp.received_messages]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow end-to-end tests first (a stable sort: inside a file, and among the other
+    files, collection order stays). With pytest-xdist (`--dist loadfile`) both workers start on
+    the long files and fill in with short ones, instead of one worker ending alone on a long one."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

@@ -1,4 +1,5 @@
-"""The Jackson oracle for the conformance suite: one JVM per test session.
+"""The Jackson oracle for the conformance suite: one JVM per test session (per pytest-xdist
+worker; the compiled classes are shared).
 
 The suite skips, with one line naming what is missing, only where ``javac``/``java`` or a jar of
 the local Maven repository is missing. Where they are all present (this machine image, so CI) a
@@ -8,35 +9,20 @@ skipped conformance test is turned into a failure.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from tests.conformance.oracle_client import Oracle, build, missing_prerequisite
+from tests.conformance.tally import TALLY, TALLYING, Tally
+
+__all__ = ["CASES", "DERANDOMIZE", "TALLY", "Tally"]
 
 #: Generated cases the full-path test compares (``inv conformance --cases N`` raises it).
 CASES = int(os.environ.get("STAIRWAY_CONFORMANCE_CASES", "5000"))
 #: CI replays the same cases (derandomized); ``inv conformance`` draws new ones each run.
 DERANDOMIZE = os.environ.get("STAIRWAY_CONFORMANCE_RANDOM") != "1"
-
-
-@dataclass
-class Tally:
-    """Cases compared with the oracle and disagreements found, per test."""
-
-    cases: Counter[str] = field(default_factory=Counter)
-    disagreements: Counter[str] = field(default_factory=Counter)
-    notes: list[str] = field(default_factory=list)
-
-    def record(self, name: str, counts: Counter[str]) -> None:
-        """Disagreements one batch found (hypothesis replays a failing batch while it shrinks)."""
-        self.disagreements[name] = max(self.disagreements[name], sum(counts.values()))
-
-
-TALLY = Tally()
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +42,10 @@ def oracle(
         running.close()
 
 
-@pytest.fixture(scope="session")
-def tally() -> Tally:
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Tally:
+    """The session's tally; a test that asks for it is one the summary must account for."""
+    request.node.user_properties.append((TALLYING, True))
     return TALLY
 
 
@@ -71,16 +59,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
             "conformance: a test was skipped although javac, java and the oracle's jars are all "
             f"present; the oracle is the referee and may not be skipped here ({report.longrepr})"
         )
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not TALLY.cases and not TALLY.disagreements:
-        return
-    total = sum(TALLY.cases.values())
-    wrong = sum(TALLY.disagreements.values())
-    terminalreporter.write_line(
-        f"conformance: {total} cases compared with real Jackson, {wrong} disagreements"
-        + "".join(f"; {name}: {n}" for name, n in sorted(TALLY.cases.items()))
-    )
-    for note in TALLY.notes:
-        terminalreporter.write_line(f"conformance: {note}")

@@ -96,19 +96,32 @@ def build(cache_root: Path) -> Path:
     classes = out / "classes"
     if (out / "ok").is_file():
         return classes
-    shutil.rmtree(out, ignore_errors=True)
-    classes.mkdir(parents=True)
+    # compiled in a directory of this process and renamed into place, so that sessions or
+    # pytest-xdist workers building at the same time never see (or delete) a half-built tree
+    scratch = cache_root / f"{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "classes").mkdir(parents=True)
     cp = os.pathsep.join(str(p) for p in class_path())
     result = subprocess.run(
-        ["javac", "-parameters", "-nowarn", "-encoding", "UTF-8", "-d", str(classes), "-cp", cp]
+        ["javac", "-parameters", "-nowarn", "-encoding", "UTF-8", "-d", str(scratch / "classes")]
+        + ["-cp", cp]
         + [str(p) for p in _sources()],
         capture_output=True,
         text=True,
         timeout=300,
     )
     if result.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
         raise OracleError(f"javac failed: {result.stderr.strip()[:2000]}")
-    (out / "ok").write_text("compiled\n")
+    (scratch / "ok").write_text("compiled\n")
+    if not (out / "ok").is_file():
+        shutil.rmtree(out, ignore_errors=True)  # a build interrupted before the ok file
+    try:
+        scratch.rename(out)
+    except OSError:  # another process put its build in place first: use that one
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not (out / "ok").is_file():
+        raise OracleError(f"the oracle build in {out} is incomplete; delete it and run again")
     return classes
 
 
