@@ -341,7 +341,19 @@ def check_object(node: Any, t: CatalogType, cx: Context) -> str:
             reject = _broken(runtime, node, "using its elements iterates it")
             reject.stage = Stage.INSTANCE
             raise reject
-        _check_items(node[1], t, check_object, cx)
+        content = node[1] if type(node) is list and len(node) > 1 else None
+        shape = dict if t.kind is TypeKind.MAP else list
+        if type(content) is not shape:
+            # a collection class the catalog names but this toolkit cannot see (its own
+            # deserializer is Jackson's collection one): the content must be the JSON shape
+            what = "object" if shape is dict else "array"
+            raise Reject(
+                Stage.READ,
+                f"the content of a {shown(runtime)} wrapper must be a JSON {what}",
+                mismatched(runtime, content),
+                content,
+            )
+        _check_items(content, t, check_object, cx)
     return runtime
 
 

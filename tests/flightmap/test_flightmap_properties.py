@@ -198,3 +198,18 @@ def test_no_value_string_reaches_a_finding(
         assert secret not in shape(parse_value(text))
     except JacksonParseError:  # pragma: no cover - json.dumps output always parses
         raise
+
+
+def test_a_named_list_class_whose_content_is_not_an_array_is_a_finding_not_a_decoder_error() -> (
+    None
+):
+    """Found by hypothesis (`["com.x.MyList",0]` as list<string> with the class named): the
+    legacy reader's element check iterated the integer (`decoder error TypeError`). Jackson's
+    collection deserializer refuses a non-array content: the flight cannot be rebuilt."""
+    expected = CatalogType(
+        TypeKind.LIST, element=CatalogType(TypeKind.STRING), classes=("com.x.MyList",)
+    )
+    for reader in ReaderVersion:
+        result = decode_value('["com.x.MyList",0]', expected, reader, flight_id="f", key="k")
+        assert isinstance(result, Finding), reader
+        assert "wrapper must be a JSON array" in result.reason, result.reason
