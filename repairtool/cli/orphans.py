@@ -128,17 +128,8 @@ def add_queue_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--project", help="GCP project of the topic (default $PUBSUB_PROJECT_ID)")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "orphans",
-        help="find and repair flights the engine will never finish by itself",
-        description=__doc__,
-        formatter_class=HelpFormatter,
-    )
-    add_db_args(p)
-    add_liveness_args(p)
-    add_decode_args(p)
-    add_queue_args(p)
+def add_detection_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The thresholds of detection (`orphans` and `watch`); returns the group for more."""
     d = p.add_argument_group("detection")
     d.add_argument(
         "--stalled-after",
@@ -169,6 +160,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="QUEUED/READY unowned longer than the ack deadline plus this is queued_overdue"
         " (informational)",
     )
+    return d
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "orphans",
+        help="find and repair flights the engine will never finish by itself",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    add_db_args(p)
+    add_liveness_args(p)
+    add_decode_args(p)
+    add_queue_args(p)
+    d = add_detection_args(p)
     d.add_argument("--class", dest="class_name", help="only flights of this class (* wildcard)")
     d.add_argument(
         "--flight",

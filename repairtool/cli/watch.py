@@ -40,6 +40,7 @@ from repairtool.cli.common import (
 )
 from repairtool.cli.orphans import (
     add_decode_args,
+    add_detection_args,
     add_liveness_args,
     add_queue_args,
     catalog_of,
@@ -84,23 +85,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="where /metrics is served (port 0: any free port, logged in metrics.listening)",
     )
     w.add_argument("--once", action="store_true", help="one scan, print its result, exit")
-    d = p.add_argument_group("detection")
-    d.add_argument(
-        "--stalled-after", type=duration, default=duration("10m"), metavar="DURATION",
-        help="RUNNING with no progress this long is stalled",
-    )  # fmt: skip
-    d.add_argument(
-        "--unqueued-after", type=duration, default=duration("10m"), metavar="DURATION",
-        help="READY and unowned this long is unqueued",
-    )  # fmt: skip
-    d.add_argument(
-        "--queue-retention", type=duration, default=duration("3d"), metavar="DURATION",
-        help="QUEUED longer than this lost its message",
-    )  # fmt: skip
-    d.add_argument(
-        "--overdue-margin", type=duration, default=duration("30s"), metavar="DURATION",
-        help="queued_overdue: unowned longer than the ack deadline plus this (information)",
-    )  # fmt: skip
+    d = add_detection_args(p)
     d.add_argument("--no-decode", action="store_true", help="skip the FlightMap check")
     a = p.add_argument_group("auto-resume (off by default)")
     a.add_argument(
