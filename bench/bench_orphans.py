@@ -19,6 +19,7 @@ The JSON document is checked: its dead_owner findings are the generator's (the i
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import statistics
@@ -71,7 +72,12 @@ def tool_command(conninfo: str, *extra: str) -> list[str]:
 
 
 def start_server(state_dir: Path) -> PgServer:
-    return LocalPostgres(state_dir.absolute()).start()
+    """The benchmarks' Postgres; stopped when the benchmark ends unless it was already running
+    (its data — the generated databases — stays in the state dir for the next run)."""
+    pg = LocalPostgres(state_dir.absolute())
+    if not pg.status().running:
+        atexit.register(pg.stop)
+    return pg.start()
 
 
 def dead_owners(document: Path) -> int:
