@@ -118,7 +118,14 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether Postgres could listen on `port` now.
+
+    Postgres sets SO_REUSEADDR on its listening socket, so a port whose only sockets are in
+    TIME_WAIT (left when the server closed client connections at shutdown) is free to it; the probe
+    sets the same option, or a restart would move to a new port after any TCP session.
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from repairtool.errors import LocalPostgresError
-from repairtool.localpg import LocalPostgres, find_binaries
+from repairtool.localpg import LocalPostgres, _port_free, find_binaries
 
 
 def mode(path: str) -> int:
@@ -53,6 +54,28 @@ def test_persistent_server_restarts_on_the_same_port_with_its_data() -> None:
     assert not local.status().running
     assert mode(os.path.expanduser("~")) == home_mode
     assert not (state / "pg").exists()
+
+
+def test_a_port_left_in_time_wait_by_a_server_side_close_is_still_free_for_the_restart() -> None:
+    # Postgres closes a client's socket first at shutdown, leaving the server port in TIME_WAIT;
+    # Postgres (SO_REUSEADDR) can listen there again, so the probe must say the port is free
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()
+    assert client.recv(1) == b""
+    client.close()
+    listener.close()
+    assert _port_free(port)
+    with socket.socket() as holder:  # a listener there (set up as Postgres does) is not free
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        assert not _port_free(port)
 
 
 def test_wrong_password_over_tcp_is_refused(pg_server) -> None:  # type: ignore[no-untyped-def]
