@@ -10,6 +10,9 @@ medians of --repeat runs, interleaved; ratios are against baselines measured in 
 
 * orphans: (`repairtool orphans --json` wall time − `python -c pass` wall time) / the psql floor
   (target ≤ 1.5); the same for `-o table` and `--no-decode`; peak RSS of each;
+* the driver floor (`bench/driver_floor.py`: python, import psycopg, connect, the same query,
+  fetch the rows): its ratio to the psql floor is what no code of ours can remove, so orphans is
+  also given as a ratio to it;
 * start-up: `repairtool --help`, `repairtool orphans --help` (target ≤ 0.1 s) and the time from
   process start to the first SQL statement (target ≤ 0.15 s), next to `python -c pass`.
 
@@ -52,6 +55,17 @@ def floor_command(server: PgServer, dbname: str) -> list[str]:
         str(server.binaries.bin_dir / "psql"),
         *("-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", str(server.port)),
         *("-U", "postgres", "-d", dbname, "-o", os.devnull, "-c", FLOOR_SQL.format(live=live)),
+    ]
+
+
+def driver_floor_command(conninfo: str) -> list[str]:
+    """`bench/driver_floor.py`: import psycopg, connect, run the floor query, fetch its rows."""
+    live = ", ".join(f"'{n}'" for n in LIVE)
+    return [
+        sys.executable,
+        str(ROOT / "bench" / "driver_floor.py"),
+        conninfo,
+        FLOOR_SQL.format(live=live),
     ]
 
 
@@ -111,6 +125,7 @@ def main() -> int:
     commands = {
         "floor": floor_cmd,
         "python": [sys.executable, "-c", "pass"],
+        "driver": driver_floor_command(conninfo),
         "json": tool_command(conninfo, "--json"),
         "table": tool_command(conninfo, "-o", "table"),
         "nodecode": tool_command(conninfo, "--json", "--no-decode"),
@@ -119,6 +134,7 @@ def main() -> int:
     }
     runs: dict[str, list[Run]] = {k: [] for k in (*commands, "first_query")}
     first: list[float] = []
+    driver_first: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         document = Path(tmp) / "orphans.json"
         run(commands["json"], env, document)  # warm the caches once
@@ -131,12 +147,20 @@ def main() -> int:
                 runs[name].append(run(cmd, env, document if name == "json" else None))
             secs, _run = relay.measure(tool_command(relayed, "--json"), env)
             first.append(secs)
+            secs, _run = relay.measure(driver_floor_command(relayed), env)
+            driver_first.append(secs)
     t = {k: statistics.median(r.seconds for r in v) for k, v in runs.items() if v}
     rss = {k: max(r.peak_rss_mb for r in v) for k, v in runs.items() if v}
     py, floor = t["python"], t["floor"]
     print(f"dead_owner findings: {found:,} (expected {spec.dead_owner:,})")
     print(f"floor: psql, one query ({spec.non_terminal:,} non-terminal flights): {floor:.3f}s")
     print(f"python start-up (python -c pass):                   {py:.3f}s")
+    driver = t["driver"]
+    print(
+        f"driver floor: python + psycopg, the same query:      {driver:.3f}s"
+        f"  ratio (t − python) / floor = {(driver - py) / floor:.2f}×"
+        " (what any Python process on psycopg pays)"
+    )
     for name, label in (
         ("json", "orphans --json"),
         ("table", "orphans -o table"),
@@ -146,13 +170,16 @@ def main() -> int:
         goal = "  (goal ≤ 1.5)" if name == "json" else ""
         print(
             f"repairtool {label:<27} {t[name]:.3f}s  peak RSS {rss[name]:.0f} MB"
-            f"  ratio (t − python) / floor = {ratio:.2f}×{goal}"
+            f"  ratio (t − python) / floor = {ratio:.2f}×{goal};"
+            f" / driver floor = {(t[name] - py) / (driver - py):.2f}×"
         )
     helps = (("help", "repairtool --help"), ("orphans_help", "repairtool orphans --help"))
     for name, label in helps:
         print(f"{label:<27} {t[name]:.3f}s  ({t[name] / py:.1f}× python -c pass; goal ≤ 0.1 s)")
     fq = statistics.median(first)
     print(f"process start → first query: {fq:.3f}s  ({fq / py:.1f}× python -c pass; goal ≤ 0.15 s)")
+    dfq = statistics.median(driver_first)
+    print(f"  driver floor's first query: {dfq:.3f}s (import psycopg and connect, nothing else)")
     return 0
 
 

@@ -12,8 +12,10 @@ Cases (`bench/benchdb.py`; generated once with generate_series and kept in the s
 * 10M (only with --big; not in CI): 10,000,000 flights, 50,000 RUNNING, 2,000 waiting.
 
 For each: wall time and peak RSS of `orphans --json` (the document to a file), of `python -c
-pass`, and of the floor (one psql query returning the non-terminal flights with their newest
-log time and owner); the ratio (t − python) / floor; and the findings in the document.
+pass`, of the floor (one psql query returning the non-terminal flights with their newest log
+time and owner) and of the driver floor (`bench/driver_floor.py`: python importing psycopg and
+fetching the same query); the ratios (t − python) / floor and (t − python) / (driver − python);
+and the findings in the document.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_orphans import floor_command, start_server, tool_command  # noqa: E402
+from bench.bench_orphans import driver_floor_command, floor_command, start_server, tool_command  # noqa: E402
 from bench.benchdb import Spec, ensure  # noqa: E402
 from bench.measure import Run, bench_env, run  # noqa: E402
 from repairtool.localpg import PgServer  # noqa: E402
@@ -87,7 +89,8 @@ def main() -> int:
         tool = tool_command(conninfo, "--json")
         floor = floor_command(server, spec.name)
         python = [sys.executable, "-c", "pass"]
-        runs: dict[str, list[Run]] = {"tool": [], "floor": [], "python": []}
+        driver = driver_floor_command(conninfo)
+        runs: dict[str, list[Run]] = {"tool": [], "floor": [], "python": [], "driver": []}
         with tempfile.TemporaryDirectory() as tmp:
             document = Path(tmp) / "orphans.json"
             run(floor, env)  # warm the caches once
@@ -95,6 +98,7 @@ def main() -> int:
             for _ in range(args.repeat):
                 runs["floor"].append(run(floor, env))
                 runs["python"].append(run(python, env))
+                runs["driver"].append(run(driver, env))
                 runs["tool"].append(run(tool, env, document))
             with open(document, "rb") as f:
                 doc = json.load(f)
@@ -107,26 +111,29 @@ def main() -> int:
         t = {k: statistics.median(r.seconds for r in v) for k, v in runs.items()}
         rss = max(r.peak_rss_mb for r in runs["tool"])
         ratio = (t["tool"] - t["python"]) / t["floor"]
+        of_driver = (t["tool"] - t["python"]) / (t["driver"] - t["python"])
         rows.append(
-            (name, spec, generated, doc["scanned"], sum(kinds.values()), t, rss, ratio, kinds)
+            (name, spec, generated, doc["scanned"], sum(kinds.values()), t, rss, ratio, of_driver)
         )
         print(
             f"{name:>8}: {spec.flights:>10,} flights, {doc['scanned']:>7,} non-terminal,"
             f" {sum(kinds.values()):>7,} findings ({generated}) | orphans --json {t['tool']:.3f}s,"
             f" peak RSS {rss:.0f} MB | floor {t['floor']:.3f}s | python {t['python']:.3f}s |"
-            f" (t − python) / floor = {ratio:.2f}×",
+            f" (t − python) / floor = {ratio:.2f}× | driver floor {t['driver']:.3f}s,"
+            f" / driver floor = {of_driver:.2f}×",
             flush=True,
         )
     if args.decode_all:
         decode_all(server, env)
     print()
     print("| case | flights | non-terminal | findings | orphans --json | peak RSS | psql floor |"
-          " python -c pass | (t − python) / floor |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, spec, _, scanned, found, t, rss, ratio, _ in rows:
+          " driver floor | python -c pass | (t − python) / floor | / driver floor |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, spec, _, scanned, found, t, rss, ratio, of_driver in rows:
         print(
             f"| {name} | {spec.flights:,} | {scanned:,} | {found:,} | {t['tool']:.2f} s |"
-            f" {rss:.0f} MB | {t['floor']:.2f} s | {t['python']:.3f} s | {ratio:.2f}× |"
+            f" {rss:.0f} MB | {t['floor']:.2f} s | {t['driver']:.2f} s | {t['python']:.3f} s |"
+            f" {ratio:.2f}× | {of_driver:.2f}× |"
         )
     return 0
 

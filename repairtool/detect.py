@@ -432,16 +432,32 @@ def detect_in(
     conn = _driver(conn)
     shape = _probe(conn)
     now = shape.now
+    # the instances first (a few rows): each RUNNING flight is then judged as its row arrives
+    instance_list = conn.execute(
+        "SELECT stairway_name, stairway_id, xmin::text FROM stairwayinstance"
+    ).fetchall()
+    outside: dict[str, int] = {}
+    if liveness.live is not None and not options.flight_ids and options.class_name:
+        found_outside = conn.execute(*_outside_filter_sql(options)).fetchall()
+        outside = {sid: int(n) for sid, n in found_outside}
+    instances: dict[str, str] = {n: sid for n, sid, _ in instance_list if n is not None}
+    instance_versions = {n: v for n, _, v in instance_list if n is not None}
+    live_ids: set[str] | None = None
+    if liveness.live is not None:
+        live_ids = set(liveness.live) | {sid for n, sid in instances.items() if n in liveness.live}
+    registered_ids = set(instances.values())
+    judge = _RunningJudge(now, liveness, options, live_ids, registered_ids)
+
     sql, params = _detection_sql(shape, options)
     progress = on_event is not discard
     if progress:
         total = _estimate(conn, sql, params)
         on_event(Event("scan.start", "scanning flights", {"total": total, "estimated": True}))
-    # Streamed in chunks, unordered: the RUNNING flights' FlightMaps are decoded and the
-    # READY/QUEUED ones judged while the server still scans `flight` (a Gather without a merge:
-    # its workers keep scanning while the leader reaches each flight's log row); only findings
-    # and RUNNING flights are kept, and sorted afterwards.
-    running_rows: list[tuple[tuple[int, float, str], tuple[Any, ...], list[dict[str, Any]]]] = []
+    # Streamed in chunks, unordered: each flight is judged (and a RUNNING one's FlightMaps
+    # decoded) while the server still scans `flight` (a Gather without a merge: its workers keep
+    # scanning while the leader reaches each flight's log row); only findings and the RUNNING
+    # flights' (id, owner, row version) are kept, and sorted afterwards.
+    running: list[tuple[tuple[int, float, str], str, str | None, str]] = []
     ordered: list[tuple[tuple[int, float, str], Finding]] = []
     failed_inputs: dict[str, dict[str, str]] = {}
     decoding = options.catalog is not None
@@ -457,95 +473,26 @@ def detect_in(
             on_event(_progress(scanned, total))
         status = row[2]
         if status == "RUNNING":
+            key = _submitted_order(row)
+            running.append((key, row[0], row[3], row[5]))
             failures = _decode_row(row, options, failed_inputs, memo) if decoding else []
-            # (without its FlightMaps: decoded already, and 50,000 of them add up)
-            running_rows.append((_submitted_order(row), row[:13], failures))
+            found = judge(row, failures)
+            if found is not None:
+                ordered.append((key, found))
         elif row[3] is None:
             found = _waiting(row, now, options, liveness, shared, ack)
             if found is not None:
                 ordered.append((_submitted_order(row), found))
     if progress:
         on_event(Event("scan.done", f"{scanned} non-terminal flights", {"done": scanned}))
-    running_rows.sort(key=_first)
-    # (no pipeline after a stream: psycopg 3.3 then fails with "unexpected result status")
-    instance_list = conn.execute(
-        "SELECT stairway_name, stairway_id, xmin::text FROM stairwayinstance"
-    ).fetchall()
-    outside: dict[str, int] = {}
-    if liveness.live is not None and not options.flight_ids and options.class_name:
-        found_outside = conn.execute(*_outside_filter_sql(options)).fetchall()
-        outside = {sid: int(n) for sid, n in found_outside}
-    instances: dict[str, str] = {n: sid for n, sid, _ in instance_list if n is not None}
-    instance_versions = {n: v for n, _, v in instance_list if n is not None}
-    live_ids: set[str] | None = None
-    if liveness.live is not None:
-        live_ids = set(liveness.live) | {sid for n, sid in instances.items() if n in liveness.live}
-    registered_ids = set(instances.values())
-
-    running: list[tuple[str, str | None, str]] = []  # (id, owner, row version) of RUNNING ones
-    for key, row, failures in running_rows:
-        fid, cls, status, owner, _, version = row[:6]
-        running.append((fid, owner, version))
-        since, evidence = _evidence(row, now, liveness)
-        if failures:
-            evidence["decode_failures"] = failures
-        flight = (fid, cls, status, owner)
-        if owner is None:
-            evidence["why"] = (
-                "RUNNING with no owner (stairway_id NULL): no engine path leaves a flight like"
-                " this, and nothing picks it up (resume() never takes RUNNING, disownRecovery"
-                " selects by owner); check that no pod runs it, then name it with an action"
-            )
-            ordered.append(
-                (key, Finding(Kind.UNOWNED_RUNNING, fid, cls, status, None, Action.NONE, evidence))
-            )
-            continue
-        owner_live = (
-            (owner in live_ids) if live_ids is not None else (owner in registered_ids or None)
-        )
-        evidence["owner_registered"] = owner in registered_ids
-        if since.idle_since is not None:
-            stalled = now - since.idle_since > options.stalled_after
-            idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
-        else:
-            # the owner took it after its last progress, at a time the database does not
-            # keep: only explicit evidence makes it stalled
-            stalled = bool(blocking(failures))
-            idle_text = (
-                "taken over after its last progress at an unknown time (enable"
-                " track_commit_timestamp for the exact time)"
-            )
-        if live_ids is not None and not owner_live:
-            evidence["why"] = (
-                f"owner {shown(owner)} has no live pod; the engine recovers its flights"
-                " only"
-                " when a pod listener sees the DELETED event or a pod starts"
-            )
-            ordered.append(
-                (key, _finding(Kind.DEAD_OWNER, flight, failures, evidence, options.reader))
-            )
-        elif stalled:
-            evidence["why"] = (
-                f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}"
-                + (f" (> {options.stalled_after})" if since.idle_since is not None else "")
-            )
-            if any(f["source"] == "input" for f in blocking(failures)):
-                evidence["pattern"] = (
-                    "make-flight failure: the inputs cannot be decoded by the "
-                    f"{options.reader.label} reader, so the owner took ownership, failed to"
-                    " construct the flight (MakeFlightException) and left it RUNNING;"
-                    " resume() never accepts RUNNING"
-                )
-            ordered.append(
-                (key, _finding(Kind.STALLED, flight, failures, evidence, options.reader))
-            )
+    running.sort(key=_first)
     ordered.sort(key=_first)
     findings = [f for _, f in ordered]
     if liveness.live is not None and not options.flight_ids:
         for name, sid in sorted(instances.items()):
             if name in liveness.live or name in liveness.terminating:
                 continue
-            owned = [(fid, ver) for fid, owner, ver in running if owner == sid]
+            owned = [(fid, ver) for _, fid, owner, ver in running if owner == sid]
             ev: dict[str, Any] = {
                 "why": "registered in stairwayinstance but no live pod; recovery never ran for it",
                 "running_flights": [fid for fid, _ in owned],
@@ -570,6 +517,75 @@ def detect_in(
     return Detection(
         tuple(findings), liveness, now, scanned, tuple(sorted(instances)), failed_inputs
     )
+
+
+class _RunningJudge:
+    """What a RUNNING flight is (`dead_owner`, `stalled`, `unowned_running`) or None, from its
+    detection row and its decode failures; the instances were read before the scan."""
+
+    def __init__(
+        self,
+        now: dt.datetime,
+        liveness: Liveness,
+        options: Options,
+        live_ids: set[str] | None,
+        registered_ids: set[str],
+    ) -> None:
+        self.now = now
+        self.liveness = liveness
+        self.options = options
+        self.live_ids = live_ids
+        self.registered_ids = registered_ids
+
+    def __call__(self, row: tuple[Any, ...], failures: list[dict[str, Any]]) -> Finding | None:
+        now, options, live_ids = self.now, self.options, self.live_ids
+        fid, cls, status, owner = row[:4]
+        since, evidence = _evidence(row, now, self.liveness)
+        if failures:
+            evidence["decode_failures"] = failures
+        flight = (fid, cls, status, owner)
+        if owner is None:
+            evidence["why"] = (
+                "RUNNING with no owner (stairway_id NULL): no engine path leaves a flight like"
+                " this, and nothing picks it up (resume() never takes RUNNING, disownRecovery"
+                " selects by owner); check that no pod runs it, then name it with an action"
+            )
+            return Finding(Kind.UNOWNED_RUNNING, fid, cls, status, None, Action.NONE, evidence)
+        owner_live = (
+            (owner in live_ids) if live_ids is not None else (owner in self.registered_ids or None)
+        )
+        evidence["owner_registered"] = owner in self.registered_ids
+        if since.idle_since is not None:
+            stalled = now - since.idle_since > options.stalled_after
+            idle_text = f"no flight log progress for {_age(now, since.idle_since)}"
+        else:
+            # the owner took it after its last progress, at a time the database does not
+            # keep: only explicit evidence makes it stalled
+            stalled = bool(blocking(failures))
+            idle_text = (
+                "taken over after its last progress at an unknown time (enable"
+                " track_commit_timestamp for the exact time)"
+            )
+        if live_ids is not None and not owner_live:
+            evidence["why"] = (
+                f"owner {shown(owner)} has no live pod; the engine recovers its flights"
+                " only"
+                " when a pod listener sees the DELETED event or a pod starts"
+            )
+            return _finding(Kind.DEAD_OWNER, flight, failures, evidence, options.reader)
+        if not stalled:
+            return None
+        evidence["why"] = f"owner {'alive' if owner_live else 'possibly alive'}; {idle_text}" + (
+            f" (> {options.stalled_after})" if since.idle_since is not None else ""
+        )
+        if any(f["source"] == "input" for f in blocking(failures)):
+            evidence["pattern"] = (
+                "make-flight failure: the inputs cannot be decoded by the "
+                f"{options.reader.label} reader, so the owner took ownership, failed to"
+                " construct the flight (MakeFlightException) and left it RUNNING;"
+                " resume() never accepts RUNNING"
+            )
+        return _finding(Kind.STALLED, flight, failures, evidence, options.reader)
 
 
 #: Pub/Sub's shortest ack deadline: no flight younger than this plus the margin is overdue

@@ -33,8 +33,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import java
 from .errors import CatalogError
 from .kinds import SOURCES as SOURCES
@@ -384,27 +382,26 @@ def dump_catalog(catalog: Catalog, header: str = "") -> str:
             body.pop("class", None)
             doc["classes"][t.java_class] = body
     doc["flights"] = flights
-    text = yaml.dump(
-        doc,
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=100,
-    )
+    text = _to_yaml(doc)
     comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
     return comment + text
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block mappings, flow lists (``values: [A, B]``)."""
+def _to_yaml(doc: dict[str, Any]) -> str:
+    """`doc` as YAML: block mappings, flow lists (``values: [A, B]``)."""
+    import yaml  # lazy: only `decode --draft-catalog` writes YAML; detection never imports it
 
+    class Dumper(yaml.SafeDumper):
+        pass
 
-def _flow_list(dumper: yaml.SafeDumper, items: list[Any]) -> yaml.Node:
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=True)
+    def flow_list(dumper: yaml.SafeDumper, items: list[Any]) -> yaml.Node:
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=True)
 
-
-_Dumper.add_representer(list, _flow_list)
+    Dumper.add_representer(list, flow_list)
+    text: str = yaml.dump(
+        doc, Dumper=Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )
+    return text
 
 
 def _dump_key(spec: KeySpec) -> Any:
