@@ -82,7 +82,9 @@ class Plan:
 
 
 def _decode_failures(f: Finding) -> list[dict[str, Any]]:
-    return list(f.evidence.get("decode_failures", []))
+    """The finding's decode failures (read only here; most findings have none)."""
+    failures: list[dict[str, Any]] = f.evidence.get("decode_failures") or []
+    return failures
 
 
 def build_plan(
@@ -131,7 +133,7 @@ def build_plan(
                 f, wanted, named, failures, catalog, reader, inputs or {}, changes, refused, force
             )
             continue
-        stops = blocking(failures)
+        stops = blocking(failures) if failures else failures
         if f.kind is Kind.STALLED and not stops and not force:
             refused.append(
                 Refusal(
