@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,7 +32,9 @@ def env_2021(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     monkeypatch.setenv("STAIRWAY_OPS_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     monkeypatch.setenv("STAIRWAY_OPS_ENVS_DIR", str(tmp_path / "envs"))
     data = yaml.safe_load((paths.PROJECT_ROOT / "envs" / "local.yaml").read_text())
-    data["delay_hook"]["duration"] = "3s"
+    # step 1 sleeps long enough that the kill lands inside it on a loaded machine too (with 3 s,
+    # a run under three pytest workers saw the step finish before the pod died)
+    data["delay_hook"]["duration"] = "8s"
     data["sandbox"].update(reader_version="0.0.60", ack_deadline_seconds=10, job_timeout_seconds=60)
     (tmp_path / "envs").mkdir()
     (tmp_path / "envs" / "local.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -81,10 +86,6 @@ def test_kill_pod_reports_the_2021_orphan(
 
     # `repairtool orphans --env local` resolves the running sandbox (database, pods, work queue)
     # and finds the flight as stalled, with the make-flight failure pattern
-    import os
-    import subprocess
-    import sys
-
     proc = subprocess.run(
         [
             sys.executable,
