@@ -11,9 +11,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from repairtool.errors import UsageError
-from repairtool.stairway.db import DbSettings
+
+if TYPE_CHECKING:
+    # the resolver builds the settings; read commands take only its URL (no SQLAlchemy import)
+    from repairtool.stairway.db import DbSettings
 
 GROUP = "repairtool.targets"
 #: the entry-point group of the default-environment chooser (`$STAIRWAY_OPS_ENV`, Invoke config)

@@ -16,6 +16,11 @@ still terminating; only after this watcher has seen the finding for ``min_age``;
 ``resume`` action (a flight whose inputs fail to decode is never resumed); and at most
 ``max_per_hour`` changes per watcher in any sliding hour (the rest are logged as rate-limited
 and retried on later rounds).
+
+Scans read on psycopg directly (a source is a ``ReadDb`` or a SQLAlchemy ``Engine``,
+:mod:`repairtool.stairway.pgread`): a watcher that never resumes anything never imports
+SQLAlchemy. Auto-resume changes flights through SQLAlchemy's transactional API, with an engine
+made for the source's database the first time it applies a change.
 """
 
 from __future__ import annotations
@@ -30,21 +35,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Engine, text
 
 from repairtool.clock import rfc3339, utcnow
 from repairtool.detect import Action, Detection, Finding, Kind, Options, detect
 from repairtool.errors import UsageError
 from repairtool.exitcodes import ExitCode, exit_code_of, one_line
 from repairtool.liveness import Confidence, Liveness
-from repairtool.repair import apply_plan, build_plan
-from repairtool.stairway.audit import Actor
-from repairtool.stairway.db import reading
+from repairtool.plan import build_plan
+from repairtool.stairway.auditread import Actor
 from repairtool.stairway.model import FlightStatus
+from repairtool.stairway.pgread import ReadDb, Source, reading
 from repairtool.stairway.queue import WorkQueue
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 REASON = "watch auto-resume"
 
@@ -170,11 +177,12 @@ class WatchOptions:
 
 @dataclass(frozen=True)
 class WatchSource:
-    """One environment the watcher scans: its database, how to list live instances, the
-    detection options (catalog, reader, thresholds) and its work queue (for resumes)."""
+    """One environment the watcher scans: its database (a `ReadDb` or a SQLAlchemy `Engine`),
+    how to list live instances, the detection options (catalog, reader, thresholds) and its
+    work queue (for resumes)."""
 
     env: str
-    engine: Engine
+    db: Source
     liveness: Callable[[], Liveness]
     options: Options = field(default_factory=Options)
     queue: WorkQueue | None = None
@@ -311,6 +319,8 @@ class Watcher:
         self._repair_times: collections.deque[float] = collections.deque()
         #: refusals and rate limits already reported (logged once per finding, not every round)
         self._told: set[tuple[str, FindingKey, str]] = set()
+        #: the engines made for auto-resume on a `ReadDb` source, by environment
+        self._engines: dict[str, Engine] = {}
         for s in sources:
             self.metrics.prepare(s.env)
 
@@ -323,8 +333,8 @@ class Watcher:
     def _scan_env(self, src: WatchSource) -> EnvScan:
         t0 = time.monotonic()
         try:
-            detection = detect(src.engine, src.liveness(), src.options)
-            flights = self._count_flights(src.engine)
+            detection = detect(src.db, src.liveness(), src.options)
+            flights = self._count_flights(src.db)
             new, cleared = self._track(src.env, detection)
             repairs = self._auto_resume(src, detection) if self.options.auto_resume else ()
         except Exception as error:  # counted and logged; the loop goes on
@@ -359,9 +369,9 @@ class Watcher:
         )
 
     @staticmethod
-    def _count_flights(engine: Engine) -> dict[str, int]:
-        with reading(engine) as conn:
-            rows = conn.execute(text("SELECT status, count(*) FROM flight GROUP BY status")).all()
+    def _count_flights(db: Source) -> dict[str, int]:
+        with reading(db) as conn:
+            rows = conn.execute("SELECT status, count(*) FROM flight GROUP BY status").fetchall()
         return {str(status): int(n) for status, n in rows}
 
     def _track(
@@ -471,10 +481,13 @@ class Watcher:
                              " reached; retried on a later scan")
             )  # fmt: skip
         if resumes:
+            # lazy: applying goes through SQLAlchemy's transactional API (~0.3 s); scans do not
+            from repairtool.repair import apply_plan
+
             plan = dataclasses.replace(plan, changes=resumes, deferred=(), refused=())
             for _ in resumes:
                 self._repair_times.append(self.clock())
-            outcomes = apply_plan(src.engine, plan, actor=self.actor, queue=src.queue)
+            outcomes = apply_plan(self._engine(src), plan, actor=self.actor, queue=src.queue)
             for a in outcomes.applied:
                 records.append(
                     self._record(src.env, a.change.finding, a.change.action.value, "applied",
@@ -488,6 +501,24 @@ class Watcher:
                                  tuple(r.audit_id for r in a.results if r.audit_id is not None))
                 )  # fmt: skip
         return tuple(records)
+
+    def _engine(self, src: WatchSource) -> Engine:
+        """The engine auto-resume changes `src`'s flights through (made once per environment
+        when the source reads on psycopg)."""
+        if not isinstance(src.db, ReadDb):
+            return cast("Engine", src.db)  # the caller's own engine
+        if src.env not in self._engines:
+            # lazy: SQLAlchemy (~0.3 s) only when auto-resume changes a flight
+            from repairtool.stairway.db import engine_for
+
+            self._engines[src.env] = engine_for(src.db)
+        return self._engines[src.env]
+
+    def close(self) -> None:
+        """Dispose of the engines this watcher made for auto-resume (sources stay open)."""
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
 
     def _record(
         self,

@@ -3,7 +3,8 @@
 Every view takes `-o table|wide|json|markdown` (`--json` = `-o json`); JSON documents are
 versioned: `repairtool.flights/1` (list), `repairtool.flight-count/1`, `repairtool.flight/1`
 (show), `repairtool.instances/1`, `repairtool.audit/1`, `repairtool.generation/1`. Times are
-RFC 3339 UTC.
+RFC 3339 UTC. Every view reads on psycopg directly (`repairtool.stairway.pgread`): none imports
+SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from repairtool.cli import validate
-from repairtool.cli.common import HelpFormatter, View, add_db_args, add_output_args, open_engine
+from repairtool.cli.common import HelpFormatter, View, add_db_args, add_output_args, open_reader
 from repairtool.cli.common import show as show_view
 from repairtool.clock import rfc3339, rfc3339_or_none
 
 if TYPE_CHECKING:
-    from repairtool.stairway.audit import AuditRecord
-    from repairtool.stairway.model import Flight
+    from repairtool.stairway.model import AuditRecord, Flight
     from repairtool.stairway.queries import FlightFilter
 
 
@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _filter(args: argparse.Namespace) -> FlightFilter:
-    # lazy: the queries module pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    # lazy: the queries module pulls in psycopg (~0.1 s); --help must not wait for it
     from repairtool.stairway.queries import OWNED, UNOWNED, FlightFilter, statuses_from
 
     owner = args.owner
@@ -112,11 +112,11 @@ def _flight_dict(f: Flight) -> dict[str, object]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    # lazy: the queries module pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    # lazy: the queries module pulls in psycopg (~0.1 s); --help must not wait for it
     from repairtool.stairway.queries import Order, list_flights
 
     flights = list_flights(
-        open_engine(args),
+        open_reader(args),
         _filter(args),
         limit=args.limit,
         offset=args.offset,
@@ -156,11 +156,11 @@ def _short(class_name: str | None, width: int = 40) -> str:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    # lazy: the queries module pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    # lazy: the queries module pulls in psycopg (~0.1 s); --help must not wait for it
     from repairtool.stairway.queries import count_flights
 
     flt = _filter(args)
-    n = count_flights(open_engine(args), flt)
+    n = count_flights(open_reader(args), flt)
     with_status = f" with status {flt.statuses[0]}" if len(flt.statuses) == 1 else ""
     line = f"Found {n} flights{with_status}"
     doc = {"schema": "repairtool.flight-count/1", "count": n}
@@ -169,11 +169,11 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    # lazy: the queries module pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    # lazy: the queries module pulls in psycopg (~0.1 s); --help must not wait for it
     from repairtool.stairway.queries import get_flight
     from repairtool.stairway.redact import mask_text
 
-    d = get_flight(open_engine(args), args.flight_id)
+    d = get_flight(open_reader(args), args.flight_id)
 
     def val(key: str, text: str) -> str:
         return text if args.raw else mask_text(text, key)
@@ -238,10 +238,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_instances(args: argparse.Namespace) -> int:
-    # lazy: the queries module pulls in SQLAlchemy (~0.3 s); --help must not wait for it
+    # lazy: the queries module pulls in psycopg (~0.1 s); --help must not wait for it
     from repairtool.stairway.queries import list_instances
 
-    instances = list_instances(open_engine(args))
+    instances = list_instances(open_reader(args))
     rows = [[i.stairway_name, i.stairway_id] for i in instances]
     doc = {
         "schema": "repairtool.instances/1",
@@ -267,10 +267,10 @@ def audit_json(r: AuditRecord) -> dict[str, Any]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    # lazy: the audit module pulls in SQLAlchemy (~0.3 s); --help must not wait for it
-    from repairtool.stairway.audit import list_audit
+    # lazy: the audit trail's reader pulls in psycopg (~0.1 s); --help must not wait for it
+    from repairtool.stairway.auditread import list_audit
 
-    records = list_audit(open_engine(args), flight_id=args.flight, limit=args.limit)
+    records = list_audit(open_reader(args), flight_id=args.flight, limit=args.limit)
 
     def row(r: AuditRecord, wide: bool) -> list[Any]:
         state = _json if wide else _state
@@ -306,11 +306,11 @@ def _json(d: dict[str, object] | None) -> str:
 
 
 def cmd_generation(args: argparse.Namespace) -> int:
-    # lazy: the database layer pulls in SQLAlchemy (~0.3 s); --help must not wait for it
-    from repairtool.stairway.db import reading
+    # lazy: the read path pulls in psycopg (~0.1 s); --help must not wait for it
+    from repairtool.stairway.pgread import reading
     from repairtool.stairway.version import detect_generation
 
-    with reading(open_engine(args)) as conn:
+    with reading(open_reader(args)) as conn:
         g = detect_generation(conn)
     doc = {
         "schema": "repairtool.generation/1",

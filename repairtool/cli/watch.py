@@ -20,6 +20,8 @@ Auto-resume is off unless `--auto-resume dead_owner` is given: it then resumes d
 (disown + READY message, compare-and-set, audited with reason "watch auto-resume") when the pod
 list came from the Kubernetes API, the owner pod is not terminating, the watcher has seen the
 finding for --min-age, and fewer than --max-per-hour changes were made in the last hour.
+
+Scans read on psycopg directly; SQLAlchemy is imported only when auto-resume applies a change.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from repairtool.cli.common import (
     HelpFormatter,
     add_db_args,
     duration,
-    open_engine,
+    open_reader,
     print_json,
 )
 from repairtool.cli.orphans import (
@@ -120,17 +122,17 @@ def parse_addr(text: str) -> tuple[str, int]:
 
 
 def _source(args: argparse.Namespace, target: Target | None) -> WatchSource:
-    # lazy: SQLAlchemy, detection and the kubernetes client (~0.5 s); --help must not wait
-    from repairtool.stairway.db import make_engine
+    # lazy: psycopg, detection and the kubernetes client (~0.3 s); --help must not wait
+    from repairtool.stairway.pgread import ReadDb
     from repairtool.watch import WatchSource
 
-    engine = make_engine(target.db) if target is not None else open_engine(args)
-    reader, _ = reader_of(args, engine, target)
+    db = ReadDb(target.db.url) if target is not None else open_reader(args)
+    reader, _ = reader_of(args, db, target)
     catalog = None if args.no_decode else catalog_of(args, target)
     queue = queue_of(args, target)
     return WatchSource(
         env=target.name if target is not None else (args.namespace or "default"),
-        engine=engine,
+        db=db,
         liveness=lambda: liveness_of(args, target),
         options=detect_options(args, catalog, reader, queue),
         queue=queue,
@@ -150,10 +152,11 @@ def _check_auto_resume_liveness(args: argparse.Namespace, targets: list[Target])
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    # lazy: the watch core pulls in SQLAlchemy and prometheus_client
+    # lazy: the watch core pulls in psycopg, detection and prometheus_client
     from prometheus_client import CollectorRegistry, start_http_server
 
     from repairtool.detect import Kind
+    from repairtool.stairway.pgread import ReadDb
     from repairtool.target import resolve, split_envs
     from repairtool.watch import AutoResume, Watcher, WatchOptions, json_lines
 
@@ -178,6 +181,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
     targets: list[Target] = []
     sources: list[WatchSource] = []
+    watcher: Watcher | None = None
     server: Any = None
     try:
         if args.env:
@@ -231,8 +235,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if server is not None:
             server.shutdown()
             server.server_close()
+        if watcher is not None:
+            watcher.close()
         for src in sources:
-            src.engine.dispose()
+            if isinstance(src.db, ReadDb):
+                src.db.close()
         for t in targets:
             with contextlib.suppress(Exception):
                 t.close()

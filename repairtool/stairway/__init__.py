@@ -11,11 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from repairtool.stairway.audit import (
-        Actor,
-        ensure_audit_table,
-        list_audit,
-    )
+    from repairtool.stairway.audit import ensure_audit_table
+    from repairtool.stairway.auditread import Actor, list_audit
     from repairtool.stairway.db import (
         DbSettings,
         RetryPolicy,
@@ -66,7 +63,7 @@ if TYPE_CHECKING:
 
 #: public name → the module of this package that defines it
 _WHERE = {
-    "Actor": "audit",
+    "Actor": "auditread",
     "AuditRecord": "model",
     "DbSettings": "db",
     "Direction": "model",
@@ -94,7 +91,7 @@ _WHERE = {
     "force_fatal": "recovery",
     "force_ready": "recovery",
     "get_flight": "queries",
-    "list_audit": "audit",
+    "list_audit": "auditread",
     "list_flights": "queries",
     "list_instances": "queries",
     "make_engine": "db",

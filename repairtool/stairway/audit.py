@@ -6,31 +6,37 @@ transaction as the change it records. The engine's own tables are never altered.
 A `stairway_ops.audit` that is not ours (other columns or types) is never written to: writing
 refuses with `ForeignAuditTable`, and detection simply does without audit evidence. A role that may
 not read it (a SELECT-only role granted only the engine's tables) gets the same: dry runs work.
+
+Reading the trail (`list_audit`) and `Actor` live in :mod:`repairtool.stairway.auditread`, on
+the psycopg read path without SQLAlchemy; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
-import os
-import socket
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
 from repairtool import __version__
-from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_in_transaction, run_read
-from repairtool.stairway.errors import ForeignAuditTable, PermissionDenied
+from repairtool.stairway.auditread import (
+    RECORD_COLUMNS,
+    Actor,
+    audit_record,
+    default_actor,
+    foreign_table,
+    list_audit,
+)
+from repairtool.stairway.db import DEFAULT_RETRY, RetryPolicy, run_in_transaction
+from repairtool.stairway.errors import PermissionDenied
 from repairtool.stairway.model import AuditRecord
 from repairtool.stairway.probe import (
     AUDIT_COLUMNS,
     AUDIT_LATER_COLUMNS,
     AUDIT_SCHEMA,
     AUDIT_TABLE,
-    AuditTableState,
     audit_table_state,
 )
 
@@ -60,41 +66,23 @@ COLUMNS = AUDIT_COLUMNS
 LATER_COLUMNS = AUDIT_LATER_COLUMNS
 
 
-def default_actor() -> str:
-    """Who is acting: $STAIRWAY_OPS_ACTOR, else user@host."""
-    actor = os.environ.get("STAIRWAY_OPS_ACTOR")
-    if actor:
-        return actor
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who changes flights and why; required for every mutation."""
-
-    reason: str
-    name: str = ""
-
-    @property
-    def who(self) -> str:
-        return self.name or default_actor()
+__all__ = [
+    "Actor",
+    "annotate",
+    "audit_table_exists",
+    "default_actor",
+    "ensure_audit_table",
+    "find_op",
+    "find_ops",
+    "last_changes",
+    "list_audit",
+    "write",
+]
 
 
 def audit_table_exists(conn: Connection) -> bool:
     """Whether our audit table is there and readable (a foreign table counts as absent)."""
     return audit_table_state(conn).usable
-
-
-def _foreign(state: AuditTableState) -> ForeignAuditTable:
-    return ForeignAuditTable(
-        f"{TABLE} exists but is not repairtool's audit table ({state.why_not_ours}); nothing"
-        " was changed — move that table out of the way (or drop it) so the audit trail can be"
-        " created"
-    )
 
 
 #: engines whose audit table is known to be ready (checked once per engine)
@@ -110,7 +98,7 @@ def ensure_audit_table(engine: Engine, *, policy: RetryPolicy = DEFAULT_RETRY) -
     def body(conn: Connection) -> None:
         state = audit_table_state(conn)
         if state.exists and not state.ours:
-            raise _foreign(state)
+            raise foreign_table(state)
         if state.exists and not state.missing_later:
             if not (state.writable and state.readable):
                 raise PermissionDenied(
@@ -139,13 +127,10 @@ def ensure_audit_table(engine: Engine, *, policy: RetryPolicy = DEFAULT_RETRY) -
 def find_op(conn: Connection, op_id: str) -> AuditRecord | None:
     """The audit record of an operation already applied (the retry of a lost commit)."""
     row = conn.execute(
-        text(
-            f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"
-            f" tool_version, evidence FROM {TABLE} WHERE op_id = :op"
-        ),
+        text(f"SELECT {RECORD_COLUMNS}, evidence FROM {TABLE} WHERE op_id = :op"),
         {"op": op_id},
     ).first()
-    return _record(row) if row is not None else None
+    return audit_record(tuple(row)) if row is not None else None
 
 
 def find_ops(conn: Connection, op_ids: list[str]) -> list[AuditRecord]:
@@ -154,13 +139,12 @@ def find_ops(conn: Connection, op_ids: list[str]) -> list[AuditRecord]:
         return []
     rows = conn.execute(
         text(
-            f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"
-            f" tool_version, evidence FROM {TABLE} WHERE op_id = ANY(CAST(:ops AS uuid[]))"
-            " ORDER BY audit_id"
+            f"SELECT {RECORD_COLUMNS}, evidence FROM {TABLE}"
+            " WHERE op_id = ANY(CAST(:ops AS uuid[])) ORDER BY audit_id"
         ),
         {"ops": op_ids},
     ).all()
-    return [_record(r) for r in rows]
+    return [audit_record(tuple(r)) for r in rows]
 
 
 def _json(value: Any) -> str | None:
@@ -240,57 +224,3 @@ def last_changes(conn: Connection, flight_ids: list[str]) -> dict[str, tuple[dt.
         {"ids": flight_ids},
     ).all()
     return {r.flightid: (r.at, r.version) for r in rows}
-
-
-def _record(r: Any) -> AuditRecord:
-    return AuditRecord(
-        audit_id=r.audit_id,
-        op_id=str(r.op_id),
-        at=r.at,
-        actor=r.actor,
-        reason=r.reason,
-        action=r.action,
-        flight_id=r.flightid,
-        before=r.before,
-        after=r.after,
-        tool_version=r.tool_version,
-        evidence=r.evidence,
-    )
-
-
-def list_audit(
-    engine: Engine,
-    *,
-    flight_id: str | None = None,
-    limit: int | None = 100,
-    policy: RetryPolicy = DEFAULT_RETRY,
-) -> list[AuditRecord]:
-    """The audit trail, newest first; empty when nothing was ever changed."""
-
-    def body(conn: Connection) -> list[AuditRecord]:
-        state = audit_table_state(conn)
-        if not state.exists:
-            return []
-        if not state.ours:
-            raise _foreign(state)
-        if not state.readable:
-            raise PermissionDenied(
-                f"the database role may not read the audit trail ({TABLE}: needs USAGE on"
-                f" schema {SCHEMA} and SELECT on the table)"
-            )
-        evidence = "evidence" if "evidence" not in state.missing_later else "NULL AS evidence"
-        sql = (
-            f"SELECT audit_id, op_id, at, actor, reason, action, flightid, before, after,"
-            f" tool_version, {evidence} FROM {TABLE}"
-        )
-        params: dict[str, Any] = {}
-        if flight_id:
-            sql += " WHERE flightid = :flight"
-            params["flight"] = flight_id
-        sql += " ORDER BY audit_id DESC"
-        if limit is not None:
-            sql += " LIMIT :limit"
-            params["limit"] = limit
-        return [_record(r) for r in conn.execute(text(sql), params)]
-
-    return run_read(engine, body, policy=policy, what="audit.list")

@@ -33,7 +33,7 @@ from repairtool.stairway.dburl import (
     APPLICATION_NAME,
     ENV_FILE,
     ENV_URL,
-    DbUrl,
+    UrlLike,
     describe_url,
     parse_db_url,
     read_env_file,
@@ -44,7 +44,7 @@ from repairtool.stairway.errors import (
     OutcomeUnknown,
     RetriesExhausted,
 )
-from repairtool.stairway.pgread import REACHED, install_loaders
+from repairtool.stairway.pgread import REACHED, ReadDb, Source, install_loaders
 from repairtool.stairway.retry import (
     DEFAULT_RETRY,
     RetryPolicy,
@@ -70,6 +70,7 @@ __all__ = [
     "RetryPolicy",
     "check_reachable",
     "describe_url",
+    "engine_for",
     "hint_of",
     "is_retryable",
     "make_engine",
@@ -102,7 +103,7 @@ class DbSettings:
     __str__ = __repr__
 
 
-def _sqlalchemy_url(url: DbUrl) -> URL:
+def _sqlalchemy_url(url: UrlLike) -> URL:
     return URL.create(
         "postgresql+psycopg",
         username=url.username,
@@ -154,6 +155,20 @@ def make_engine(
     )
     event.listen(engine, "connect", _install_loaders)
     return engine
+
+
+def engine_for(source: Source) -> Engine:
+    """The engine that changes go through for a read-path source: an `Engine` as it is, a
+    `ReadDb` as a new engine on its URL with its connect settings (dispose of it when done)."""
+    if not isinstance(source, ReadDb):
+        assert isinstance(source, Engine), source
+        return source
+    settings = DbSettings(_sqlalchemy_url(source.url), "read path")
+    return make_engine(
+        settings,
+        connect_timeout=source.connect_timeout,
+        application_name=source.application_name,
+    )
 
 
 # -- the retry rule (repairtool.stairway.retry) ----------------------------------------------

@@ -2,20 +2,22 @@
 
 Selects mirror the engine's Control API (`listFlightsSimple`, `getFlight`, `inputQuery`,
 `logQuery`, `listStairways`) with the filters stairctl lacks (class, owner, time window).
+
+Reads run on the psycopg read path (`repairtool.stairway.pgread`): no SQLAlchemy import, so
+`repairtool flights …` starts as fast as detection. The public functions take a `Source` — a
+`ReadDb` or a SQLAlchemy `Engine` (the library API, the repair path, tests) — and the `…_in`
+functions either kind of connection (`repairtool.stairway.sql`: psycopg placeholders).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, text
-
 from repairtool.errors import NotFoundError, UnknownFlight, UsageError
-from repairtool.stairway.db import run_read
 from repairtool.stairway.errors import shown
 from repairtool.stairway.model import (
     Direction,
@@ -25,12 +27,22 @@ from repairtool.stairway.model import (
     FlightStatus,
     Instance,
 )
+from repairtool.stairway.pgread import Source, run_read
 from repairtool.stairway.probe import columns, require_columns
+from repairtool.stairway.sql import rows
 from repairtool.stairway.version import require_stairway
 
-FLIGHT_COLUMNS = (
-    "flightid, submit_time, class_name, completed_time, status, serialized_exception, stairway_id"
+#: the `flight` columns every read selects, in this order
+FLIGHT_NAMES = (
+    "flightid",
+    "submit_time",
+    "class_name",
+    "completed_time",
+    "status",
+    "serialized_exception",
+    "stairway_id",
 )
+FLIGHT_COLUMNS = ", ".join(FLIGHT_NAMES)
 
 
 class Order(enum.StrEnum):
@@ -67,30 +79,30 @@ class FlightFilter:
         clauses: list[str] = []
         params: dict[str, Any] = {}
         if self.statuses:
-            clauses.append("status = ANY(:statuses)")
+            clauses.append("status = ANY(%(statuses)s)")
             params["statuses"] = [s.value for s in self.statuses]
         if self.class_name:
             if "%" in self.class_name or "*" in self.class_name:
-                clauses.append("class_name LIKE :class_name")
+                clauses.append("class_name LIKE %(class_name)s")
                 params["class_name"] = self.class_name.replace("*", "%")
             else:
-                clauses.append("class_name = :class_name")
+                clauses.append("class_name = %(class_name)s")
                 params["class_name"] = self.class_name
         if self.owner == UNOWNED:
             clauses.append("stairway_id IS NULL")
         elif self.owner == OWNED:
             clauses.append("stairway_id IS NOT NULL")
         elif self.owner is not None:
-            clauses.append("stairway_id = :owner")
+            clauses.append("stairway_id = %(owner)s")
             params["owner"] = self.owner
         if self.submitted_before is not None:
-            clauses.append("submit_time < :before")
+            clauses.append("submit_time < %(before)s")
             params["before"] = _naive_utc(self.submitted_before)
         if self.submitted_after is not None:
-            clauses.append("submit_time >= :after")
+            clauses.append("submit_time >= %(after)s")
             params["after"] = _naive_utc(self.submitted_after)
         if self.flight_ids:
-            clauses.append("flightid = ANY(:ids)")
+            clauses.append("flightid = ANY(%(ids)s)")
             params["ids"] = list(self.flight_ids)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -109,8 +121,9 @@ def status_of(raw: str | None) -> FlightStatus | str:
         return raw or ""
 
 
-def flight_from_row(row: Row[Any]) -> Flight:
-    m = row._mapping
+def flight_from_row(m: Mapping[str, Any]) -> Flight:
+    """A `Flight` from a row as a mapping of column name → value (`FLIGHT_NAMES`, and
+    `debug_info` and `version` when selected)."""
     return Flight(
         flight_id=m["flightid"],
         class_name=m["class_name"],
@@ -124,18 +137,18 @@ def flight_from_row(row: Row[Any]) -> Flight:
     )
 
 
-def _columns(conn: Connection, tables: Sequence[str]) -> dict[str, set[str]]:
+def _columns(conn: Any, tables: Sequence[str]) -> dict[str, set[str]]:
     """The columns of the given tables in the current schema (one catalog query)."""
     return columns(conn, tables)
 
 
-def count_flights_in(conn: Connection, flt: FlightFilter = FlightFilter()) -> int:
+def count_flights_in(conn: Any, flt: FlightFilter = FlightFilter()) -> int:
     where, params = flt.where()
-    return int(conn.execute(text(f"SELECT COUNT(*) FROM flight{where}"), params).scalar_one())
+    return int(rows(conn, f"SELECT COUNT(*) FROM flight{where}", params)[0][0])
 
 
 def list_flights_in(
-    conn: Connection,
+    conn: Any,
     flt: FlightFilter = FlightFilter(),
     *,
     limit: int | None = 20,
@@ -145,15 +158,17 @@ def list_flights_in(
     if offset < 0 or (limit is not None and limit < 0):
         raise UsageError("--offset and --limit must not be negative")
     where, params = flt.where()
-    sql = f"SELECT {FLIGHT_COLUMNS} FROM flight{where} ORDER BY {order.sql} OFFSET :offset"
+    sql = f"SELECT {FLIGHT_COLUMNS} FROM flight{where} ORDER BY {order.sql} OFFSET %(offset)s"
     params["offset"] = offset
     if limit is not None:
-        sql += " LIMIT :limit"
+        sql += " LIMIT %(limit)s"
         params["limit"] = limit
-    return [flight_from_row(r) for r in conn.execute(text(sql), params)]
+    return [
+        flight_from_row(dict(zip(FLIGHT_NAMES, r, strict=True))) for r in rows(conn, sql, params)
+    ]
 
 
-def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
+def get_flight_in(conn: Any, flight_id: str) -> FlightDetail:
     columns = _columns(conn, ("flight", "flightlog", "flightworking", "flightpersisted"))
     has_debug = "debug_info" in columns.get("flight", set())
     has_output = "output_parameters" in columns.get("flight", set())
@@ -163,20 +178,16 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
         + (", debug_info" if has_debug else "")
         + ", xmin::text AS version"
     )
-    row = conn.execute(
-        text(f"SELECT {cols} FROM flight WHERE flightid = :id"), {"id": flight_id}
-    ).first()
-    if row is None:
+    names = (*FLIGHT_NAMES, "output_parameters", *(("debug_info",) if has_debug else ()), "version")
+    by_id = {"id": flight_id}
+    found = rows(conn, f"SELECT {cols} FROM flight WHERE flightid = %(id)s", by_id)
+    if not found:
         raise UnknownFlight(f"Unknown flight id {shown(flight_id)}")
+    row = dict(zip(names, found[0], strict=True))
     flight = flight_from_row(row)
-    # a comprehension, not dict(): dict() would take the Result's keys() for a mapping's
-    inputs: dict[str, str] = {  # noqa: C416
-        k: v
-        for k, v in conn.execute(
-            text("SELECT key, value FROM flightinput WHERE flightid = :id ORDER BY key"),
-            {"id": flight_id},
-        ).all()
-    }
+    inputs: dict[str, str] = dict(
+        rows(conn, "SELECT key, value FROM flightinput WHERE flightid = %(id)s ORDER BY key", by_id)
+    )
     log_columns = columns.get("flightlog", set())
     has_log_id = "id" in log_columns
     log_cols = ", ".join(
@@ -190,55 +201,63 @@ def get_flight_in(conn: Connection, flight_id: str) -> FlightDetail:
             "working_parameters",
         )
     )
-    log_rows = conn.execute(
-        text(
-            f"SELECT log_time, step_index, {log_cols}"
-            + (", id" if has_log_id else ", NULL::uuid AS id")
-            + " FROM flightlog WHERE flightid = :id ORDER BY log_time"
-        ),
-        {"id": flight_id},
-    ).all()
+    log_rows = rows(
+        conn,
+        f"SELECT log_time, step_index, {log_cols}"
+        + (", id" if has_log_id else ", NULL::uuid AS id")
+        + " FROM flightlog WHERE flightid = %(id)s ORDER BY log_time",
+        by_id,
+    )
     working: dict[str, dict[str, str]] = {}
     if has_log_id and "flightworking" in columns:
-        for log_id, key, value in conn.execute(
-            text(
-                "SELECT w.flightlog_id, w.key, w.value FROM flightworking w"
-                " JOIN flightlog l ON l.id = w.flightlog_id WHERE l.flightid = :id"
-                " ORDER BY w.key"
-            ),
-            {"id": flight_id},
-        ).all():
+        for log_id, key, value in rows(
+            conn,
+            "SELECT w.flightlog_id, w.key, w.value FROM flightworking w"
+            " JOIN flightlog l ON l.id = w.flightlog_id WHERE l.flightid = %(id)s"
+            " ORDER BY w.key",
+            by_id,
+        ):
             working.setdefault(str(log_id), {})[key] = value
     log = tuple(
         FlightLogEntry(
-            log_time=r.log_time,
-            step_index=r.step_index,
-            direction=_direction(r.direction),
-            succeeded=r.succeeded,
-            rerun=r.rerun,
-            status=r.status,
-            serialized_exception=r.serialized_exception,
-            log_id=str(r.id) if r.id is not None else None,
-            working_parameters=r.working_parameters,
-            working=working.get(str(r.id), {}) if r.id is not None else {},
+            log_time=log_time,
+            step_index=step_index,
+            direction=_direction(direction),
+            succeeded=succeeded,
+            rerun=rerun,
+            status=status,
+            serialized_exception=serialized_exception,
+            log_id=str(log_id) if log_id is not None else None,
+            working_parameters=working_parameters,
+            working=working.get(str(log_id), {}) if log_id is not None else {},
         )
-        for r in log_rows
+        for (
+            log_time,
+            step_index,
+            direction,
+            succeeded,
+            rerun,
+            status,
+            serialized_exception,
+            working_parameters,
+            log_id,
+        ) in log_rows
     )
     persisted: dict[str, str] | None = None
     if "flightpersisted" in columns:
-        persisted = {  # noqa: C416
-            k: v
-            for k, v in conn.execute(
-                text("SELECT key, value FROM flightpersisted WHERE flightid = :id ORDER BY key"),
-                {"id": flight_id},
-            ).all()
-        }
+        persisted = dict(
+            rows(
+                conn,
+                "SELECT key, value FROM flightpersisted WHERE flightid = %(id)s ORDER BY key",
+                by_id,
+            )
+        )
     return FlightDetail(
         flight=flight,
         inputs=inputs,
         log=log,
         persisted=persisted,
-        output_parameters=row._mapping["output_parameters"],
+        output_parameters=row["output_parameters"],
     )
 
 
@@ -251,29 +270,29 @@ def _direction(raw: str | None) -> Direction | str | None:
         return raw
 
 
-def list_instances_in(conn: Connection) -> list[Instance]:
+def list_instances_in(conn: Any) -> list[Instance]:
     return [
         Instance(stairway_name=n, stairway_id=i)
-        for n, i in conn.execute(
-            text("SELECT stairway_name, stairway_id FROM stairwayinstance ORDER BY stairway_name")
-        ).all()
+        for n, i in rows(
+            conn, "SELECT stairway_name, stairway_id FROM stairwayinstance ORDER BY stairway_name"
+        )
     ]
 
 
-# -- engine-level conveniences: one read-only transaction each, retried like DbRetry ---------
+# -- source-level conveniences: one read-only transaction each, retried like DbRetry ---------
 
 
-def count_flights(engine: Engine, flt: FlightFilter = FlightFilter()) -> int:
-    def body(conn: Connection) -> int:
+def count_flights(source: Source, flt: FlightFilter = FlightFilter()) -> int:
+    def body(conn: Any) -> int:
         require_stairway(conn)
         require_columns(conn, ("flight",))
         return count_flights_in(conn, flt)
 
-    return run_read(engine, body, what="flight.count")
+    return run_read(source, body, what="flight.count")
 
 
 def list_flights(
-    engine: Engine,
+    source: Source,
     flt: FlightFilter = FlightFilter(),
     *,
     limit: int | None = 20,
@@ -283,74 +302,75 @@ def list_flights(
     if offset < 0 or (limit is not None and limit < 0):
         raise UsageError("--offset and --limit must not be negative")
 
-    def body(conn: Connection) -> list[Flight]:
+    def body(conn: Any) -> list[Flight]:
         require_stairway(conn)
         require_columns(conn, ("flight",))
         return list_flights_in(conn, flt, limit=limit, offset=offset, order=order)
 
-    return run_read(engine, body, what="flight.list")
+    return run_read(source, body, what="flight.list")
 
 
-def get_flight(engine: Engine, flight_id: str) -> FlightDetail:
-    def body(conn: Connection) -> FlightDetail:
+def get_flight(source: Source, flight_id: str) -> FlightDetail:
+    def body(conn: Any) -> FlightDetail:
         require_stairway(conn)
         require_columns(conn, ("flight", "flightlog", "flightinput"))
         return get_flight_in(conn, flight_id)
 
-    return run_read(engine, body, what="flight.get")
+    return run_read(source, body, what="flight.get")
 
 
-def get_instance(engine: Engine, stairway_name: str) -> tuple[Instance, str]:
+def get_instance(source: Source, stairway_name: str) -> tuple[Instance, str]:
     """One `stairwayinstance` row and its row version (`xmin`: a pod that registers again under
     the name makes a new one). Raises `NotFoundError` (one line) when there is none."""
 
-    def body(conn: Connection) -> tuple[Instance, str] | None:
+    def body(conn: Any) -> tuple[Instance, str] | None:
         require_stairway(conn)
         require_columns(conn, ("stairwayinstance",))
-        row = conn.execute(
-            text(
-                "SELECT stairway_name, stairway_id, xmin::text AS version FROM stairwayinstance"
-                " WHERE stairway_name = :n"
-            ),
+        found = rows(
+            conn,
+            "SELECT stairway_name, stairway_id, xmin::text AS version FROM stairwayinstance"
+            " WHERE stairway_name = %(n)s",
             {"n": stairway_name},
-        ).first()
-        return None if row is None else (Instance(row[0], row[1]), str(row[2]))
+        )
+        return None if not found else (Instance(found[0][0], found[0][1]), str(found[0][2]))
 
-    found = run_read(engine, body, what="stairwayinstance.get")
+    found = run_read(source, body, what="stairwayinstance.get")
     if found is None:
         raise NotFoundError(f"no stairwayinstance row named {shown(stairway_name)}")
     return found
 
 
-def require_flights(engine: Engine, flight_ids: Sequence[str]) -> None:
+def require_flights(source: Source, flight_ids: Sequence[str]) -> None:
     """Raise `UnknownFlight` (one line, exit NOT_FOUND) naming the first of `flight_ids` that is
     not in the `flight` table — so a typo in `--flight` is not mistaken for "nothing to do"."""
     if not flight_ids:
         return
 
-    def body(conn: Connection) -> list[str]:
+    def body(conn: Any) -> list[str]:
         require_stairway(conn)
-        found = set(
-            conn.execute(
-                text("SELECT flightid FROM flight WHERE flightid = ANY(CAST(:ids AS text[]))"),
+        found = {
+            fid
+            for (fid,) in rows(
+                conn,
+                "SELECT flightid FROM flight WHERE flightid = ANY(CAST(%(ids)s AS text[]))",
                 {"ids": list(flight_ids)},
-            ).scalars()
-        )
+            )
+        }
         return [f for f in flight_ids if f not in found]
 
-    missing = run_read(engine, body, what="flight.get")
+    missing = run_read(source, body, what="flight.get")
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise UnknownFlight(f"Unknown flight id {shown(missing[0])}{more}")
 
 
-def list_instances(engine: Engine) -> list[Instance]:
-    def body(conn: Connection) -> list[Instance]:
+def list_instances(source: Source) -> list[Instance]:
+    def body(conn: Any) -> list[Instance]:
         require_stairway(conn)
         require_columns(conn, ("stairwayinstance",))
         return list_instances_in(conn)
 
-    return run_read(engine, body, what="stairwayinstance.list")
+    return run_read(source, body, what="stairwayinstance.list")
 
 
 def statuses_from(names: Sequence[str]) -> tuple[FlightStatus, ...]:

@@ -28,6 +28,7 @@ from repairtool.stairway.errors import (
     UnsupportedSchema,
 )
 from repairtool.stairway.model import FlightState, FlightStatus, Outcome
+from repairtool.stairway.pgread import ReadDb
 from repairtool.stairway.queries import get_flight, list_flights
 from repairtool.stairway.queue import QueueError
 from tests.reliability.harness import (
@@ -364,6 +365,24 @@ def test_detect_itself_retries_a_terminated_backend(db: Engine) -> None:
     assert released.is_set(), "the tool's session was never terminated"
     assert [f.kind for f in found.findings] == [Kind.DEAD_OWNER, Kind.STALE_INSTANCE]
     tool.dispose()
+
+
+def test_a_flights_view_on_the_read_path_retries_a_terminated_backend(db: Engine) -> None:
+    """`repairtool flights show` reads on psycopg directly (no SQLAlchemy): a backend terminated
+    mid-read is retried there as on the SQLAlchemy path, not a traceback."""
+    flight = new_id()
+    seed(db, flight, status="RUNNING", owner=DEAD)
+    source = ReadDb(db.url, application_name="repairtool-show")
+    released = threading.Event()
+    killer = threading.Thread(target=_kill_when_waiting, args=(db, "repairtool-show", released))
+    killer.start()
+    try:
+        detail = get_flight(source, flight)
+    finally:
+        killer.join()
+        source.close()
+    assert released.is_set(), "the tool's session was never terminated"
+    assert (detail.flight.flight_id, detail.flight.owner) == (flight, DEAD)
 
 
 @pytest.mark.parametrize("fault", [DropBeforeCommit(), DropCommitAck()], ids=["kill", "lost-ack"])

@@ -106,7 +106,7 @@ def _watcher(
     registry = CollectorRegistry()
     source = WatchSource(
         env="sandbox",
-        engine=engine,
+        db=engine,
         liveness=lambda: from_kube(
             "terra-sandbox", "", kubeconfig=str(kubeconfig), label_selector=SELECTOR
         ),
