@@ -124,6 +124,12 @@ class CatalogType:
     named_classes: dict[str, CatalogType] = field(init=False, repr=False, compare=False)
     """The enums and POJOs this type names (itself and its element types), by class."""
     _rendered: str = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        # the hash dataclass would compute on every call, computed once (the decoder's memo
+        # hashes the type of every value it checks)
+        return self._hash
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -147,6 +153,22 @@ class CatalogType:
         set_field(self, "accepted_classes", self._accepted_classes())
         set_field(self, "all_values", frozenset(v for t in self.walk() for v in t.values))
         set_field(self, "_rendered", self._render())
+        set_field(
+            self,
+            "_hash",
+            hash(
+                (
+                    self.kind,
+                    self.java_class,
+                    self.values,
+                    self.element,
+                    self.read_as,
+                    self.classes,
+                    self.final,
+                    self.bodies,
+                )
+            ),
+        )
 
     def _make_java_type(self) -> str:
         if self.kind in (TypeKind.ENUM, TypeKind.POJO):
