@@ -10,7 +10,7 @@ value), why this reader rejects it, the exception the service would raise, and w
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -402,7 +402,9 @@ def _form(
                     node = [java.ARRAY_LIST, [[java.UUID, u] for u in uuids]]
                     return (_UUID_LIST_FORM, len(uuids)), node
         elif text.startswith('["'):
-            form = _flat_object_form(text, classes if classes is not None else expected.named_classes)
+            form = _flat_object_form(
+                text, classes if classes is not None else expected.named_classes
+            )
             if form is not None:
                 return form
     elif first in _NUMBER_START and kind in _INT_KINDS:
@@ -416,9 +418,7 @@ def _form(
     return None
 
 
-def _flat_object_form(
-    text: str, classes: Mapping[str, CatalogType]
-) -> tuple[Hashable, Any] | None:
+def _flat_object_form(text: str, classes: Mapping[str, CatalogType]) -> tuple[Hashable, Any] | None:
     """``["<catalog POJO class>",{…}]`` whose fields are all scalars: nothing reads a scalar
     field of a POJO (only collections in fields are checked), so its class and number of fields
     fix the verdict."""
@@ -454,22 +454,31 @@ def _flat_object_form(
 # object.__setattr__; a memoized verdict is copied with the fields' slot setters instead (the
 # same object, a third of the time). Both classes have no __post_init__.
 _new = object.__new__
-_D_EXPECTED = Decoded.expected.__set__  # type: ignore[attr-defined]
-_D_READER = Decoded.reader.__set__  # type: ignore[attr-defined]
-_D_CLASS = Decoded.java_class.__set__  # type: ignore[attr-defined]
-_D_NODE = Decoded.node.__set__  # type: ignore[attr-defined]
-_D_NOTES = Decoded.notes.__set__  # type: ignore[attr-defined]
-_F_FLIGHT = Finding.flight_id.__set__  # type: ignore[attr-defined]
-_F_KEY = Finding.key.__set__  # type: ignore[attr-defined]
-_F_SOURCE = Finding.source.__set__  # type: ignore[attr-defined]
-_F_EXPECTED = Finding.expected.__set__  # type: ignore[attr-defined]
-_F_FOUND = Finding.found.__set__  # type: ignore[attr-defined]
-_F_READER = Finding.reader.__set__  # type: ignore[attr-defined]
-_F_REASON = Finding.reason.__set__  # type: ignore[attr-defined]
-_F_ENGINE = Finding.engine_exception.__set__  # type: ignore[attr-defined]
-_F_REENCODABLE = Finding.reencodable.__set__  # type: ignore[attr-defined]
-_F_TYPE = Finding.expected_type.__set__  # type: ignore[attr-defined]
-_F_WHEN = Finding.when.__set__  # type: ignore[attr-defined]
+
+
+def _setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The slot descriptor's setter of field ``name`` (it ignores the frozen __setattr__)."""
+    descriptor: Any = vars(cls)[name]
+    setter: Callable[[Any, Any], None] = descriptor.__set__
+    return setter
+
+
+_D_EXPECTED = _setter(Decoded, "expected")
+_D_READER = _setter(Decoded, "reader")
+_D_CLASS = _setter(Decoded, "java_class")
+_D_NODE = _setter(Decoded, "node")
+_D_NOTES = _setter(Decoded, "notes")
+_F_FLIGHT = _setter(Finding, "flight_id")
+_F_KEY = _setter(Finding, "key")
+_F_SOURCE = _setter(Finding, "source")
+_F_EXPECTED = _setter(Finding, "expected")
+_F_FOUND = _setter(Finding, "found")
+_F_READER = _setter(Finding, "reader")
+_F_REASON = _setter(Finding, "reason")
+_F_ENGINE = _setter(Finding, "engine_exception")
+_F_REENCODABLE = _setter(Finding, "reencodable")
+_F_TYPE = _setter(Finding, "expected_type")
+_F_WHEN = _setter(Finding, "when")
 
 
 def _decoded_for(memo: Decoded, node: Any, expected: CatalogType) -> Decoded:

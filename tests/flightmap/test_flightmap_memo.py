@@ -97,8 +97,10 @@ _PLAIN = st.text(
     ),
     max_size=30,
 ) | st.sampled_from(
-    ["", "null", "true", "42", "1.5", " 7 ", "MC_WORKSPACE", "CREATE", "java.util.UUID"]
-    + ["2021-04-05T10:14:23Z", "AAAAAAAAAAAAAAAAAAAAAA==", "conformance.model.Owner"]
+    [
+        *("", "null", "true", "42", "1.5", " 7 ", "MC_WORKSPACE", "CREATE", "java.util.UUID"),
+        *("2021-04-05T10:14:23Z", "AAAAAAAAAAAAAAAAAAAAAA==", "conformance.model.Owner"),
+    ]
 )
 
 
@@ -203,9 +205,7 @@ def test_memoized_scan_of_a_corpus_matches_the_full_check(
     else:
         texts = [text for text, _ in make_values(5_000, seed=11)]
         catalog = load_builtin_catalog("workspace-manager")
-        asked = sorted(
-            {k.type for f in catalog.flights for k in (*f.input, *f.working)}, key=str
-        )
+        asked = sorted({k.type for f in catalog.flights for k in (*f.input, *f.working)}, key=str)
         rng = random.Random(3)
         values = [(text, rng.choice(asked)) for text in texts]
     clear_memo()
