@@ -96,7 +96,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from repairtool.cli.spool import Spool
     from repairtool.decodescan import DecodeStream
     from repairtool.detect import Action, Detection, read_inputs, require_flights
-    from repairtool.jsonout import Streamed, write_document
+    from repairtool.jsonout import Encoded, write_document
     from repairtool.liveness import from_registry
     from repairtool.plan import build_plan
 
@@ -158,7 +158,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 "reader": reader.value,
                 "flights": stream.flights,
                 "values": stream.values,
-                "findings": Streamed(spool.items()),
+                "findings": Encoded(spool.chunks()),
                 "plan": [c.to_json() for c in plan.changes],
                 "refused": [r.to_json() for r in plan.refused],
             }

@@ -12,6 +12,10 @@ from typing import IO, Any, TextIO
 import orjson
 
 from repairtool.cli.common import md_cell, md_table
+from repairtool.jsonout import encode_items
+
+#: findings encoded at a time (the chunk of `jsonout`'s writer)
+CHUNK = 512
 
 COLUMNS = ("Flight", "Status", "Map", "Key", "Expected", "Found", "Reencodable")
 WIDE_COLUMNS = (*COLUMNS, "Reader", "Reason", "EngineException")
@@ -30,6 +34,7 @@ class Spool:
         self.widths = [len(c) for c in WIDE_COLUMNS]
         # closed by __exit__: the spool is used as a context manager
         self.file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.pending: list[dict[str, Any]] = []  # findings' documents not yet encoded
 
     def __enter__(self) -> Spool:
         return self
@@ -40,7 +45,9 @@ class Spool:
     def add(self, finding: Any) -> None:
         self.findings += 1
         if not self.as_rows:
-            self.file.write(_line(finding.to_json()))
+            self.pending.append(finding.to_json())
+            if len(self.pending) == CHUNK:
+                self._write_pending()
             return
         for x in finding.evidence["decode_failures"]:
             row = [
@@ -60,8 +67,22 @@ class Spool:
             self.rows += 1
             self.file.write(_line(row))
 
-    def items(self) -> Iterator[Any]:
-        """What was added, in order (JSON-ready: a finding's document, or a wide row)."""
+    def _write_pending(self) -> None:
+        encoded = encode_items(self.pending)
+        self.file.write(len(encoded).to_bytes(8, "little") + encoded)
+        self.pending = []
+
+    def chunks(self) -> Iterator[bytes]:
+        """The findings' documents, encoded as `jsonout.Encoded` wants them, chunk by chunk."""
+        if self.pending:
+            self._write_pending()
+        self.file.flush()
+        self.file.seek(0)
+        while size := self.file.read(8):
+            yield self.file.read(int.from_bytes(size, "little"))
+
+    def rows_added(self) -> Iterator[list[Any]]:
+        """The wide rows, in order."""
         self.file.flush()
         self.file.seek(0)
         for line in self.file:
@@ -81,7 +102,7 @@ class Spool:
             out.write("\n\n".join(parts) + "\n\n")
             if self.rows:
                 out.write(md_table(WIDE_COLUMNS, ()))
-                for row in self.items():
+                for row in self.rows_added():
                     out.write("\n| " + " | ".join(md_cell(c) for c in row) + " |")
             else:
                 out.write("(nothing)")
@@ -95,7 +116,7 @@ class Spool:
             text.append("  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip())
         out.write("\n".join(text))
         if self.rows:
-            for row in self.items():
+            for row in self.rows_added():
                 cells = [_cell(c) for c in row[:n]]
                 line = "  ".join(c.ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
                 out.write("\n" + line)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from . import java
-from .catalog import ANY, SOURCES, Catalog, CatalogType, Source, TypeKind
+from .catalog import ANY, SOURCES, Catalog, CatalogType, KeySpec, Source, TypeKind
 from .errors import JacksonParseError
 from .jackson import JsonFloat, JsonTree, loads, to_typed
 from .reader import ReaderVersion
@@ -516,6 +516,8 @@ def clear_memo() -> None:
     _VERDICTS.clear()
 
 
+_NO_KEYS: Mapping[str, KeySpec] = {}
+
 #: the most verdicts a `decode_map` memo keeps (a few MB of texts at most)
 MEMO_LIMIT = 20_000
 
@@ -537,15 +539,14 @@ def decode_map(
     every entry while it rebuilds the FlightMap. Required catalog keys that are absent are
     reported in ``missing_keys``.
 
-    ``memo``: verdicts already reached in this scan (same catalog, same reader), by class,
-    source, key and stored text — a verdict depends on nothing else, and the same texts recur
-    from flight to flight (a stage, a user's request, ``null``). Emptied when it reaches
-    ``MEMO_LIMIT`` entries.
+    ``memo``: accepted for the callers that keep one per scan, and no longer used:
+    :func:`decode_value` memoizes verdicts itself, by form of text, which also covers the texts
+    that never recur (a UUID, a token in a POJO) and costs less than a memo by key and text.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     spec = catalog.flight(class_name)
-    keys = spec.keys(source) if spec is not None else {}
+    keys = spec.key_specs(source) if spec is not None else _NO_KEYS
     classes = catalog.classes
     decoded: dict[str, Decoded] = {}
     findings: list[Finding] = []
@@ -557,25 +558,19 @@ def decode_map(
             unknown.append(key)
             if reader is not _LEGACY:
                 continue
-        cached = memo.get((class_name, source, key, text)) if memo is not None else None
-        if cached is not None:
-            result = replace(cached, flight_id=flight_id) if type(cached) is Finding else cached
-        else:
-            result = decode_value(
-                text, expected, reader, flight_id=flight_id, key=key, source=source, classes=classes
-            )
-            if key_spec is None and isinstance(result, Finding):
-                result = replace(result, expected="any (key not in the catalog)")
-            if memo is not None:
-                if len(memo) >= MEMO_LIMIT:
-                    memo.clear()  # start over: what recurs is soon back in
-                memo[(class_name, source, key, text)] = result
-        if isinstance(result, Finding):
+        result = decode_value(
+            text, expected, reader, flight_id=flight_id, key=key, source=source, classes=classes
+        )
+        if key_spec is None and type(result) is Finding:
+            result = replace(result, expected="any (key not in the catalog)")
+        if type(result) is Finding:
             findings.append(result)
         elif key_spec is not None:
-            decoded[key] = result
-    missing = tuple(k for k, s in keys.items() if k not in rows and not s.optional)
-    return MapReport(
+            decoded[key] = result  # type: ignore[assignment]
+    missing: tuple[str, ...] = ()
+    if spec is not None and not rows.keys() >= spec.required_set(source):
+        missing = tuple(k for k in spec.required(source) if k not in rows)
+    return _map_report(
         flight_id,
         class_name,
         source,
@@ -586,3 +581,27 @@ def decode_map(
         missing,
         spec is not None,
     )
+
+
+_MAP_REPORT_FIELDS = tuple(
+    _setter(MapReport, name)
+    for name in (
+        "flight_id",
+        "class_name",
+        "source",
+        "reader",
+        "decoded",
+        "findings",
+        "unknown_keys",
+        "missing_keys",
+        "known_class",
+    )
+)
+
+
+def _map_report(*values: Any) -> MapReport:
+    """``MapReport(*values)``, through the slots' setters (see `_decoded_for`)."""
+    out: MapReport = _new(MapReport)
+    for set_field, value in zip(_MAP_REPORT_FIELDS, values, strict=True):
+        set_field(out, value)
+    return out
