@@ -20,7 +20,9 @@ import psycopg
 
 from repairtool.detect import Action, Finding, Kind, decode_proposal
 from repairtool.events import Event, Sink, discard
-from repairtool.flightmap import Catalog, MapReport, ReaderVersion, decode_map
+from repairtool.flightmap import Catalog, ReaderVersion
+from repairtool.flightmap import Finding as MapFinding
+from repairtool.flightmap.decode import map_findings
 from repairtool.flightmap.working import Origin, decode_working_map
 from repairtool.stairway.pgread import Source, reading
 from repairtool.stairway.version import column_exists, require_stairway, table_exists
@@ -138,7 +140,6 @@ class DecodeStream:
     def __iter__(self) -> Iterator[Finding]:
         catalog, reader, working = self.catalog, self.reader, self.working
         progress = self.on_event is not discard
-        memo: dict[Any, Any] = {}  # verdicts by class, key and text: the same texts recur
         with reading(self.source) as conn:
             sql, params = scan_sql(_shape(conn), self.flight_ids, self.all_flights, working)
             total = _estimate(conn, sql, params) if progress else None
@@ -152,14 +153,14 @@ class DecodeStream:
                 inputs = loads(stored) if stored is not None else {}
                 self.flights += 1
                 self.values += len(inputs)
-                reports = [decode_map(fid, cls, inputs, catalog, reader, "input", memo)]
+                found = map_findings(fid, cls, inputs, catalog, reader)
                 origin: Origin | None = None
                 if working and row[5]:  # a non-terminal flight that has logged a step
                     rows = loads(row[7]) if row[7] is not None else {}
                     origin, report = decode_working_map(fid, cls, rows, row[6], catalog, reader)
                     self.values += len(report.decoded) + len(report.findings)
-                    reports.append(report)
-                finding = _finding(fid, cls, status, owner, reports, origin, reader)
+                    found += report.findings
+                finding = _finding(fid, cls, status, owner, found, origin, reader)
                 if finding is not None:
                     yield finding
                 if progress and not self.flights % CHUNK:
@@ -188,13 +189,13 @@ def _finding(
     class_name: str,
     status: str,
     owner: str | None,
-    reports: list[MapReport],
+    found: list[MapFinding],
     origin: Origin | None,
     reader: ReaderVersion,
 ) -> Finding | None:
-    if not (reports[0].findings or (len(reports) > 1 and reports[1].findings)):
+    if not found:
         return None
-    failures = [f.to_json() for r in reports for f in r.findings]
+    failures = [f.to_json() for f in found]
     evidence: dict[str, Any] = {"decode_failures": failures}
     if origin is not None:
         evidence["working_map"] = origin

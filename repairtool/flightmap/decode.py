@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from . import java
-from .catalog import ANY, SOURCES, Catalog, CatalogType, KeySpec, Source, TypeKind
+from .catalog import ANY, SOURCES, Catalog, CatalogType, FlightSpec, KeySpec, Source, TypeKind
 from .errors import JacksonParseError
 from .jackson import JsonFloat, JsonTree, loads, to_typed
 from .reader import ReaderVersion
@@ -141,6 +141,23 @@ def decode_value(
     Verdicts are memoized (:func:`_form` says by what): the result is exactly what the full
     check (:func:`decode_full`) returns for this text, which ``tests/flightmap`` verifies.
     """
+    result = _decode(text, expected, reader, flight_id, key, source, classes, True)
+    assert result is not None
+    return result
+
+
+def _decode(
+    text: str,
+    expected: CatalogType,
+    reader: ReaderVersion,
+    flight_id: str,
+    key: str,
+    source: Source,
+    classes: Mapping[str, CatalogType] | None,
+    want_decoded: bool,
+) -> Decoded | Finding | None:
+    """:func:`decode_value`; None instead of a memoized :class:`Decoded` when the caller does
+    not want it (a scan keeps only findings)."""
     form = _form(text, expected, classes)
     if form is None:
         return decode_full(text, expected, reader, flight_id, key, source, classes)
@@ -151,6 +168,8 @@ def decode_value(
         result = entry[1]
         if type(result) is Finding:
             return _finding_for(result, flight_id, key, source, expected)
+        if not want_decoded:
+            return None
         if node is _REPARSE:
             node = result.node  # type: ignore[union-attr]
             if type(node) is list or type(node) is dict:
@@ -546,27 +565,9 @@ def decode_map(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     spec = catalog.flight(class_name)
-    keys = spec.key_specs(source) if spec is not None else _NO_KEYS
-    classes = catalog.classes
     decoded: dict[str, Decoded] = {}
-    findings: list[Finding] = []
     unknown: list[str] = []
-    for key, text in rows.items():
-        key_spec = keys.get(key)
-        expected = key_spec.type if key_spec is not None else ANY
-        if key_spec is None:
-            unknown.append(key)
-            if reader is not _LEGACY:
-                continue
-        result = decode_value(
-            text, expected, reader, flight_id=flight_id, key=key, source=source, classes=classes
-        )
-        if key_spec is None and type(result) is Finding:
-            result = replace(result, expected="any (key not in the catalog)")
-        if type(result) is Finding:
-            findings.append(result)
-        elif key_spec is not None:
-            decoded[key] = result  # type: ignore[assignment]
+    findings = _check_map(flight_id, spec, rows, catalog, reader, source, decoded, unknown)
     missing: tuple[str, ...] = ()
     if spec is not None and not rows.keys() >= spec.required_set(source):
         missing = tuple(k for k in spec.required(source) if k not in rows)
@@ -581,6 +582,57 @@ def decode_map(
         missing,
         spec is not None,
     )
+
+
+def map_findings(
+    flight_id: str,
+    class_name: str,
+    rows: Mapping[str, str],
+    catalog: Catalog,
+    reader: ReaderVersion,
+    source: Source = "input",
+) -> list[Finding]:
+    """The findings :func:`decode_map` reports for this map, without the rest of its report
+    (a scan of every flight needs only them)."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    spec = catalog.flight(class_name)
+    return _check_map(flight_id, spec, rows, catalog, reader, source, None, None)
+
+
+def _check_map(
+    flight_id: str,
+    spec: FlightSpec | None,
+    rows: Mapping[str, str],
+    catalog: Catalog,
+    reader: ReaderVersion,
+    source: Source,
+    decoded: dict[str, Decoded] | None,
+    unknown: list[str] | None,
+) -> list[Finding]:
+    """Decode each entry of a map; the findings, and into ``decoded`` / ``unknown`` (when
+    given) the values that decode and the keys the catalog does not list."""
+    keys = spec.key_specs(source) if spec is not None else _NO_KEYS
+    classes = catalog.classes
+    findings: list[Finding] = []
+    for key, text in rows.items():
+        key_spec = keys.get(key)
+        if key_spec is None:
+            if unknown is not None:
+                unknown.append(key)
+            if reader is not _LEGACY:
+                continue
+            result = _decode(text, ANY, reader, flight_id, key, source, classes, False)
+            if type(result) is Finding:
+                findings.append(replace(result, expected="any (key not in the catalog)"))
+            continue
+        want = decoded is not None
+        result = _decode(text, key_spec.type, reader, flight_id, key, source, classes, want)
+        if type(result) is Finding:
+            findings.append(result)
+        elif decoded is not None:
+            decoded[key] = result  # type: ignore[assignment]
+    return findings
 
 
 _MAP_REPORT_FIELDS = tuple(
