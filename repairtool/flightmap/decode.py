@@ -558,16 +558,21 @@ def decode_map(
     every entry while it rebuilds the FlightMap. Required catalog keys that are absent are
     reported in ``missing_keys``.
 
-    ``memo``: accepted for the callers that keep one per scan, and no longer used:
-    :func:`decode_value` memoizes verdicts itself, by form of text, which also covers the texts
-    that never recur (a UUID, a token in a POJO) and costs less than a memo by key and text.
+    ``memo``: verdicts already reached in this scan (same catalog, same reader), by class,
+    source, key and stored text — a verdict depends on nothing else, and the same texts recur
+    from flight to flight (a stage, a user's request, ``null``). Emptied when it reaches
+    ``MEMO_LIMIT`` entries. (:func:`decode_value` memoizes verdicts by form of text too, which
+    covers the texts that never recur; a scan that needs only findings uses neither this
+    report nor this memo: :func:`map_findings`.)
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     spec = catalog.flight(class_name)
     decoded: dict[str, Decoded] = {}
     unknown: list[str] = []
-    findings = _check_map(flight_id, spec, rows, catalog, reader, source, decoded, unknown)
+    findings = _check_map(
+        flight_id, class_name, spec, rows, catalog, reader, source, decoded, unknown, memo
+    )
     missing: tuple[str, ...] = ()
     if spec is not None and not rows.keys() >= spec.required_set(source):
         missing = tuple(k for k in spec.required(source) if k not in rows)
@@ -597,11 +602,12 @@ def map_findings(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     spec = catalog.flight(class_name)
-    return _check_map(flight_id, spec, rows, catalog, reader, source, None, None)
+    return _check_map(flight_id, class_name, spec, rows, catalog, reader, source, None, None, None)
 
 
 def _check_map(
     flight_id: str,
+    class_name: str,
     spec: FlightSpec | None,
     rows: Mapping[str, str],
     catalog: Catalog,
@@ -609,11 +615,13 @@ def _check_map(
     source: Source,
     decoded: dict[str, Decoded] | None,
     unknown: list[str] | None,
+    memo: dict[tuple[str, str, str, str], Decoded | Finding] | None,
 ) -> list[Finding]:
     """Decode each entry of a map; the findings, and into ``decoded`` / ``unknown`` (when
     given) the values that decode and the keys the catalog does not list."""
     keys = spec.key_specs(source) if spec is not None else _NO_KEYS
     classes = catalog.classes
+    want = decoded is not None
     findings: list[Finding] = []
     for key, text in rows.items():
         key_spec = keys.get(key)
@@ -622,15 +630,28 @@ def _check_map(
                 unknown.append(key)
             if reader is not _LEGACY:
                 continue
-            result = _decode(text, ANY, reader, flight_id, key, source, classes, False)
-            if type(result) is Finding:
-                findings.append(replace(result, expected="any (key not in the catalog)"))
-            continue
-        want = decoded is not None
-        result = _decode(text, key_spec.type, reader, flight_id, key, source, classes, want)
+        cached = memo.get((class_name, source, key, text)) if memo is not None else None
+        result: Decoded | Finding | None
+        if cached is not None:
+            result = (
+                _finding_for(cached, flight_id, key, source, cached.expected_type)
+                if type(cached) is Finding
+                else cached
+            )
+        else:
+            expected = key_spec.type if key_spec is not None else ANY
+            result = _decode(
+                text, expected, reader, flight_id, key, source, classes, want or memo is not None
+            )
+            if key_spec is None and type(result) is Finding:
+                result = replace(result, expected="any (key not in the catalog)")
+            if memo is not None and result is not None:
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()  # start over: what recurs is soon back in
+                memo[(class_name, source, key, text)] = result
         if type(result) is Finding:
             findings.append(result)
-        elif decoded is not None:
+        elif decoded is not None and key_spec is not None:
             decoded[key] = result  # type: ignore[assignment]
     return findings
 
