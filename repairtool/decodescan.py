@@ -67,8 +67,9 @@ def scan_sql(
     """The flights in scope in flight-id order: id, class, status, owner, input keys and values
     (key order), and — for a non-terminal flight with `working` — whether it has logged a step,
     its newest flightlog row's ``working_parameters`` and that row's flightworking keys and
-    values (as JSON objects). Every flight's inputs come through pk_flightinput (one index probe
-    a flight: a sort-free plan whose first rows arrive at once)."""
+    values (as JSON objects). The inputs come through pk_flightinput (one index probe a flight,
+    or one pass merged with flight_pkey when every flight is scanned): a sort-free plan whose
+    first rows arrive at once."""
     params: dict[str, Any] = {"nonterminal": list(NON_TERMINAL)}
     if flight_ids:
         where = "WHERE f.flightid = ANY(%(ids)s)"
@@ -79,12 +80,21 @@ def scan_sql(
         where = "WHERE f.status = ANY(%(nonterminal)s)"
     # a map as one JSON object (key order kept; orjson reads it back faster than psycopg
     # builds two arrays)
-    select = [
-        "f.flightid, f.class_name, f.status, f.stairway_id, (SELECT"
-        " json_object_agg(key, value ORDER BY key)::text FROM flightinput"
-        " WHERE flightid = f.flightid)"
-    ]
-    joins = []
+    inputs = "json_object_agg(key, value ORDER BY key)::text"
+    if where:
+        # a few flights: each one's inputs through pk_flightinput
+        select = [
+            "f.flightid, f.class_name, f.status, f.stairway_id,"
+            f" (SELECT {inputs} FROM flightinput WHERE flightid = f.flightid)"
+        ]
+        joins = []
+    else:
+        # every flight: one pass over pk_flightinput, grouped, merged with flight_pkey's order
+        select = ["f.flightid, f.class_name, f.status, f.stairway_id, i.inputs"]
+        joins = [
+            f"LEFT JOIN (SELECT flightid, {inputs} AS inputs FROM flightinput GROUP BY flightid)"
+            " i ON i.flightid = f.flightid"
+        ]
     if working:
         parameters = "working_parameters" if shape.working_parameters else "NULL::text"
         log_id = "id" if shape.log_id else "NULL::uuid"
