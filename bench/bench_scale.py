@@ -1,7 +1,8 @@
 """Benchmark: how `repairtool orphans --json` grows with the database, next to the `psql` floor
 on the same database in the same run.
 
-    python bench/bench_scale.py [--big] [--repeat 3] [--state-dir .stairway-ops/bench]
+    python bench/bench_scale.py [--big] [--decode-all] [--repeat 3]
+                                [--state-dir .stairway-ops/bench]
 
 Cases (`bench/benchdb.py`; generated once with generate_series and kept in the state dir):
 
@@ -16,6 +17,10 @@ pass`, of the floor (one psql query returning the non-terminal flights with thei
 time and owner) and of the driver floor (`bench/driver_floor.py`: python importing psycopg and
 fetching the same query); the ratios (t − python) / floor and (t − python) / (driver − python);
 and the findings in the document.
+
+With --decode-all, also `repairtool decode --all --json` over the 1M case's 3,000,000 stored
+inputs for each reader: values/s, document size and peak RSS, next to its floor (the same values
+streamed with psycopg and parsed with `json.loads`, in the same run).
 """
 
 from __future__ import annotations
@@ -43,13 +48,39 @@ CASES = {
 }
 
 
+#: the floor of `decode --all`: the same stored values read the same way (one statement streamed
+#: by psycopg) and parsed by `json.loads`, in a process of its own
+_DECODE_FLOOR = """
+import json, sys, psycopg
+values = 0
+with psycopg.connect(sys.argv[1]) as conn:
+    conn.read_only = True
+    for (text,) in conn.cursor(binary=True).stream("SELECT value FROM flightinput", size=1000):
+        values += 1
+        try:
+            json.loads(text)
+        except ValueError:
+            pass
+print(values)
+"""
+
+
 def decode_all(server: PgServer, env: dict[str, str]) -> None:
     """`repairtool decode --all --json` over every stored input of the 1M case, once per
-    reader: wall time, values/s, peak RSS."""
+    reader: wall time, values/s, peak RSS, next to the floor (the same values streamed with
+    psycopg and parsed with `json.loads`, in the same run)."""
     spec = CASES["1M"]
     conninfo, _ = ensure(server, spec)
     with tempfile.TemporaryDirectory() as tmp:
         document = Path(tmp) / "decode.json"
+        floor_out = Path(tmp) / "floor.txt"
+        floor = run([sys.executable, "-c", _DECODE_FLOOR, conninfo], env, floor_out)
+        floor_values = int(floor_out.read_text())
+        print(
+            f"decode --all floor (psycopg stream + json.loads): {floor_values:,} values in"
+            f" {floor.seconds:.1f}s ({floor_values / floor.seconds:,.0f} values/s)",
+            flush=True,
+        )
         for reader in ("0.0.60", "0.0.61"):
             argv = [sys.executable, "-m", "repairtool", "decode", "--all", "--json"]
             result = run([*argv, "--db", conninfo, "--reader", reader], env, document)
@@ -58,10 +89,13 @@ def decode_all(server: PgServer, env: dict[str, str]) -> None:
             print(
                 f"decode --all --reader {reader}: {doc['values']:,} values of {doc['flights']:,}"
                 f" flights in {result.seconds:.1f}s ({doc['values'] / result.seconds:,.0f}"
-                f" values/s), {len(doc['findings']):,} findings, peak RSS"
+                f" values/s; floor {floor_values / floor.seconds:,.0f} values/s,"
+                f" {result.seconds / floor.seconds:.1f}× its time), {len(doc['findings']):,}"
+                f" findings, document {document.stat().st_size / 2**20:,.0f} MB, peak RSS"
                 f" {result.peak_rss_mb:.0f} MB",
                 flush=True,
             )
+            document.unlink()
 
 
 def main() -> int:

@@ -625,17 +625,25 @@ BENCHES = {
         "flights": "flights in the generated database for the orphans benchmark (default: 1000000)",
         "repeat": "repetitions per measurement; medians are reported (default: 3)",
         "big": "scale: also the 10,000,000-flight case (generated once, kept; not for CI)",
+        "decode_all": "scale: also `repairtool decode --all` on the 1M case, next to its floor",
     },
 )
 def bench(
-    c: Context, which: str = "all", flights: int = 1_000_000, repeat: int = 3, big: bool = False
+    c: Context,
+    which: str = "all",
+    flights: int = 1_000_000,
+    repeat: int = 3,
+    big: bool = False,
+    decode_all: bool = False,
 ) -> None:
     """Run the benchmarks under bench/; each reports ratios against a baseline from the same run.
 
     decode: FlightMap decode values/s vs json.loads; orphans: `repairtool orphans --json` end to
     end vs the same detection as one psql query (the floor) on a generated database, and the
     start-up figures; scale: the same at 100k, 1M, 1M with 100k non-terminal flights (and 10M
-    with --big), with peak RSS; sandbox: 2-replica sandbox start-up vs a bare Postgres start;
+    with --big), with peak RSS (--decode-all: also `repairtool decode --all` on the 1M case, in
+    values/s next to its floor: the same values streamed and parsed by json.loads); sandbox:
+    2-replica sandbox start-up vs a bare Postgres start;
     resume: resume latency (owner death to RUNNING and to SUCCESS, median and p90) of the
     single- and multi-replica pod-kill experiments with and without a work queue, vs the ack
     deadline and the DelayHook. The benchmark databases are generated once and kept in
@@ -647,7 +655,9 @@ def bench(
         raise UsageError(f"unknown benchmark {unknown[0]!r}; one of {', '.join(BENCHES)}")
     args = {
         "orphans": f" --flights {flights} --repeat {repeat}",
-        "scale": f" --repeat {repeat}" + (" --big" if big else ""),
+        "scale": f" --repeat {repeat}"
+        + (" --big" if big else "")
+        + (" --decode-all" if decode_all else ""),
         "sandbox": f" --rounds {repeat}",
         "resume": f" --runs {repeat}",
     }

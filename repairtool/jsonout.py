@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
 try:
@@ -63,9 +63,18 @@ class Streamed:
         self.items = items
 
 
+class Encoded:
+    """A list whose items were encoded already, a chunk at a time, by :func:`encode_items`
+    (a list written while its items are found, before the document is: kept as bytes)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+
+
 def write_document(doc: Mapping[str, Any], out: TextIO | None = None) -> None:
-    """Write ``doc`` (a dict whose values may be :class:`Streamed`) and a newline to ``out``
-    (default: stdout), as ``json.dumps(indent=2, ensure_ascii=False)`` would."""
+    """Write ``doc`` (a dict whose values may be :class:`Streamed` or :class:`Encoded`) and a
+    newline to ``out`` (default: stdout), as ``json.dumps(indent=2, ensure_ascii=False)``
+    would."""
     out = out if out is not None else sys.stdout
     binary = getattr(out, "buffer", None)
     utf8 = (getattr(out, "encoding", "") or "").lower().replace("-", "") == "utf8"
@@ -85,6 +94,8 @@ def write_document(doc: Mapping[str, Any], out: TextIO | None = None) -> None:
         sink(b"  " + _encode(key) + b": ")
         if isinstance(value, Streamed):
             _write_list(value.items, sink)
+        elif isinstance(value, Encoded):
+            _write_chunks(value.chunks, sink)
         else:
             sink(_encode(value).replace(b"\n", b"\n  "))
         sink(b",\n" if n < len(doc) - 1 else b"\n")
@@ -98,21 +109,29 @@ _CHUNK = 512
 
 
 def _write_list(items: Iterable[Any], sink: Any) -> None:
-    first = True
+    _write_chunks(_chunks(items), sink)
+
+
+def _chunks(items: Iterable[Any]) -> Iterator[bytes]:
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == _CHUNK:
-            sink((b"[\n" if first else b",\n") + _encode_items(chunk))
-            first = False
+            yield encode_items(chunk)
             chunk = []
     if chunk:
-        sink((b"[\n" if first else b",\n") + _encode_items(chunk))
+        yield encode_items(chunk)
+
+
+def _write_chunks(chunks: Iterable[bytes], sink: Any) -> None:
+    first = True
+    for encoded in chunks:
+        sink((b"[\n" if first else b",\n") + encoded)
         first = False
     sink(b"[]" if first else b"\n  ]")
 
 
-def _encode_items(chunk: list[Any]) -> bytes:
+def encode_items(chunk: list[Any]) -> bytes:
     """The items of a list at the document's second level, comma-separated, without the
     brackets: each line 4 spaces in (as ``json.dumps(indent=2)`` puts them)."""
     encoded = _encode(chunk)  # "[\n  item,\n  item\n]", 2 spaces in

@@ -25,15 +25,15 @@ from typing import Any
 from repairtool.cli import validate
 from repairtool.cli.common import (
     HelpFormatter,
-    View,
     add_db_args,
     add_output_args,
     add_yes_arg,
     open_engine,
-    show,
+    open_reader,
     target_of,
 )
 from repairtool.cli.orphans import add_decode_args, catalog_of, outcomes_json, reader_of
+from repairtool.cli.progress import progress_sink
 from repairtool.errors import EXIT_FINDINGS, RefusedError, UsageError
 from repairtool.guards import confirm, require_reason
 
@@ -91,96 +91,107 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    # lazy: scanning and repair pull in SQLAlchemy (~0.3 s); --help must not wait for them
-    from repairtool.decodescan import scan
-    from repairtool.detect import Action, Detection
+    # lazy: the scan reads with psycopg and decodes with the FlightMap package; the changes of
+    # --fix go through SQLAlchemy (~0.3 s); --help must not wait for them
+    from repairtool.cli.spool import Spool
+    from repairtool.decodescan import DecodeStream
+    from repairtool.detect import Action, Detection, read_inputs, require_flights
+    from repairtool.jsonout import Encoded, write_document
     from repairtool.liveness import from_registry
-    from repairtool.repair import Outcomes, apply_plan, build_plan, read_inputs
-    from repairtool.stairway.audit import Actor
-    from repairtool.stairway.queries import require_flights
+    from repairtool.plan import build_plan
 
     reason = require_reason(args.reason) if args.fix else ""
-    engine = open_engine(args)
-    require_flights(engine, args.flight)
-    reader, reader_source = reader_of(args, engine)
+    db = open_reader(args)
+    require_flights(db, args.flight)
+    reader, reader_source = reader_of(args, db)
     catalog = catalog_of(args)
-    result = scan(engine, catalog, reader, flight_ids=tuple(args.flight), all_flights=args.all)
-    detection = Detection(result.findings, from_registry(), None, result.flights, ())
-    action = Action(args.action) if args.action else None
-    needs_inputs = [f.flight_id for f in result.findings if f.flight_id]
-    plan = build_plan(
-        detection,
-        action=action,
-        named=frozenset(args.flight),
-        catalog=catalog,
-        reader=reader,
-        inputs=read_inputs(engine, needs_inputs),
+    named = frozenset(args.flight)
+    stream = DecodeStream(
+        db,
+        catalog,
+        reader,
+        flight_ids=tuple(args.flight),
+        all_flights=args.all,
+        # progress (n/N, rate, ETA) on a terminal only: nothing on a pipe or with -o json
+        on_event=progress_sink(args.output),
     )
-    outcomes = None
-    if args.fix and plan.changes:
-        confirm(
-            f"About to change {len(plan.changes)} flights: "
-            + ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
-            + ". Apply?",
-            yes=args.yes,
+    with Spool(as_rows=args.output != "json") as spool:
+        # each finding goes to the spool as it is found; only those the plan may act on (a
+        # proposed action, or a flight named with --flight) stay in memory
+        planned = []
+        for finding in stream:
+            spool.add(finding)
+            if finding.proposed_action is not Action.NONE or finding.flight_id in named:
+                planned.append(finding)
+        detection = Detection(tuple(planned), from_registry(), None, stream.flights, ())
+        action = Action(args.action) if args.action else None
+        plan = build_plan(
+            detection,
+            action=action,
+            named=named,
+            catalog=catalog,
+            reader=reader,
+            inputs=read_inputs(db, [f.flight_id for f in planned if f.flight_id]),
         )
-        outcomes = apply_plan(engine, plan, actor=Actor(reason=reason), on_error="record")
-    elif args.fix:
-        outcomes = Outcomes((), ())
-    doc: dict[str, Any] = {
-        "schema": "repairtool.decode/1",
-        "reader": reader.value,
-        "flights": result.flights,
-        "values": result.values,
-        "findings": [f.to_json() for f in result.findings],
-        "plan": [c.to_json() for c in plan.changes],
-        "refused": [r.to_json() for r in plan.refused],
-    }
-    if outcomes is not None:
-        doc.update(outcomes_json(outcomes))
-    failures = [(f, x) for f in result.findings for x in f.evidence["decode_failures"]]
-    columns = ["Flight", "Status", "Map", "Key", "Expected", "Found", "Reencodable"]
-    rows = []
-    wide = []
-    for f, x in failures:
-        reencodable = "yes" if x["reencodable"] else "no"
-        row = [f.flight_id, f.status, x["source"], x["key"], x["expected"], x["found"], reencodable]
-        rows.append(row)
-        wide.append([*row, x["reader"], x["reason"], x["engine_exception"]])
-    after = [f"  plan: {c.action:<9} {c.target}  ({' → '.join(c.steps)})" for c in plan.changes]
-    after += [f"  refused: {r.action} {r.finding.flight_id}: {r.why}" for r in plan.refused]
-    if outcomes is not None:
-        after += [
-            f"  failed: {a.change.action} {a.change.target}: {a.why}" for a in outcomes.failed
-        ]
-        after += [f"  not attempted: {c.action} {c.target}" for c in outcomes.not_attempted]
-        after.append(f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped")
-    elif plan.changes:
-        after.append("dry run: nothing changed; re-run with --fix --reason TEXT to apply")
-    head = (
-        f"Reader: {reader.label} ({reader_source}); checked {result.values} values of"
-        f" {result.flights} flights; {len(result.findings)} flights fail to decode"
-    )
-    show(
-        args,
-        View(
-            doc=doc,
-            columns=columns,
-            rows=rows,
-            wide_columns=[*columns, "Reader", "Reason", "EngineException"],
-            wide_rows=wide,
-            title=f"repairtool decode: {len(result.findings)} flights fail to decode",
-            before=[head],
-            after=after,
-        ),
-    )
+        outcomes = None
+        if args.fix and plan.changes:
+            # lazy: changes go through SQLAlchemy's transactional API; only --fix needs it
+            from repairtool.repair import apply_plan
+            from repairtool.stairway.audit import Actor
+
+            confirm(
+                f"About to change {len(plan.changes)} flights: "
+                + ", ".join(f"{v} × {k}" for k, v in plan.counts().items())
+                + ". Apply?",
+                yes=args.yes,
+            )
+            outcomes = apply_plan(
+                open_engine(args), plan, actor=Actor(reason=reason), on_error="record"
+            )
+        elif args.fix:
+            from repairtool.repair import Outcomes  # lazy: SQLAlchemy, only for --fix
+
+            outcomes = Outcomes((), ())
+        if args.output == "json":
+            doc: dict[str, Any] = {
+                "schema": "repairtool.decode/1",
+                "reader": reader.value,
+                "flights": stream.flights,
+                "values": stream.values,
+                "findings": Encoded(spool.chunks()),
+                "plan": [c.to_json() for c in plan.changes],
+                "refused": [r.to_json() for r in plan.refused],
+            }
+            if outcomes is not None:
+                doc.update(outcomes_json(outcomes))
+            write_document(doc)
+        else:
+            after = [
+                f"  plan: {c.action:<9} {c.target}  ({' → '.join(c.steps)})" for c in plan.changes
+            ]
+            after += [f"  refused: {r.action} {r.finding.flight_id}: {r.why}" for r in plan.refused]
+            if outcomes is not None:
+                after += [
+                    f"  failed: {a.change.action} {a.change.target}: {a.why}"
+                    for a in outcomes.failed
+                ]
+                after += [f"  not attempted: {c.action} {c.target}" for c in outcomes.not_attempted]
+                after.append(f"{len(outcomes.applied)} applied, {len(outcomes.skipped)} skipped")
+            elif plan.changes:
+                after.append("dry run: nothing changed; re-run with --fix --reason TEXT to apply")
+            head = (
+                f"Reader: {reader.label} ({reader_source}); checked {stream.values} values of"
+                f" {stream.flights} flights; {spool.findings} flights fail to decode"
+            )
+            title = f"repairtool decode: {spool.findings} flights fail to decode"
+            spool.render(sys.stdout, args.output, before=[head], after=after, title=title)
     if outcomes is not None and outcomes.error is not None:
         raise outcomes.error
-    if not result.findings:
+    if not spool.findings:
         return 0
     if outcomes is None or plan.refused or outcomes.skipped:
         return EXIT_FINDINGS
-    return 0 if len(outcomes.applied) == len(result.findings) else EXIT_FINDINGS
+    return 0 if len(outcomes.applied) == spool.findings else EXIT_FINDINGS
 
 
 def cmd_draft(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -122,6 +122,12 @@ class CatalogType:
     named_classes: dict[str, CatalogType] = field(init=False, repr=False, compare=False)
     """The enums and POJOs this type names (itself and its element types), by class."""
     _rendered: str = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        # the hash dataclass would compute on every call, computed once (the decoder's memo
+        # hashes the type of every value it checks)
+        return self._hash
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -145,6 +151,22 @@ class CatalogType:
         set_field(self, "accepted_classes", self._accepted_classes())
         set_field(self, "all_values", frozenset(v for t in self.walk() for v in t.values))
         set_field(self, "_rendered", self._render())
+        set_field(
+            self,
+            "_hash",
+            hash(
+                (
+                    self.kind,
+                    self.java_class,
+                    self.values,
+                    self.element,
+                    self.read_as,
+                    self.classes,
+                    self.final,
+                    self.bodies,
+                )
+            ),
+        )
 
     def _make_java_type(self) -> str:
         if self.kind in (TypeKind.ENUM, TypeKind.POJO):
@@ -220,11 +242,41 @@ class FlightSpec:
     class_name: str
     input: tuple[KeySpec, ...] = ()
     working: tuple[KeySpec, ...] = ()
+    # Derived in __post_init__ (the decoder asks for them for every flight):
+    _keys: dict[str, dict[str, KeySpec]] = field(init=False, repr=False, compare=False)
+    _required: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _required_set: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = {
+            source: {spec.key: spec for spec in specs}
+            for source, specs in (("input", self.input), ("working", self.working))
+        }
+        object.__setattr__(self, "_keys", keys)
+        required = {
+            source: tuple(k for k, spec in by_key.items() if not spec.optional)
+            for source, by_key in keys.items()
+        }
+        object.__setattr__(self, "_required", required)
+        object.__setattr__(
+            self, "_required_set", {source: frozenset(ks) for source, ks in required.items()}
+        )
 
     def keys(self, source: Source) -> dict[str, KeySpec]:
         """The keys of the input (``flightinput``) or working map (``flightworking``)."""
-        specs = self.input if source == "input" else self.working
-        return {spec.key: spec for spec in specs}
+        return dict(self._keys["input" if source == "input" else "working"])
+
+    def key_specs(self, source: Source) -> Mapping[str, KeySpec]:
+        """:meth:`keys` without the copy (read only)."""
+        return self._keys["input" if source == "input" else "working"]
+
+    def required(self, source: Source) -> tuple[str, ...]:
+        """The keys of ``source`` that are not optional, in catalog order."""
+        return self._required["input" if source == "input" else "working"]
+
+    def required_set(self, source: Source) -> frozenset[str]:
+        """:meth:`required` as a set."""
+        return self._required_set["input" if source == "input" else "working"]
 
 
 @dataclass(frozen=True, slots=True)
