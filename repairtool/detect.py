@@ -51,7 +51,8 @@ import psycopg
 
 from repairtool.errors import UnknownFlight
 from repairtool.events import Event, Sink, discard
-from repairtool.flightmap import Catalog, ReaderVersion, decode_map
+from repairtool.flightmap import Catalog, ReaderVersion
+from repairtool.flightmap.decode import map_findings
 from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.errors import shown
@@ -463,7 +464,6 @@ def detect_in(
     decoding = options.catalog is not None
     ack = _AckDeadline(options)
     shared: dict[Any, Any] = {}  # one str object per class name and status, not one per row
-    memo: dict[Any, Any] = {}  # the inputs' verdicts in this scan (`decode_map`)
     scanned = 0
     cursor = conn.cursor()
     _native_timestamps(cursor)
@@ -475,7 +475,7 @@ def detect_in(
         if status == "RUNNING":
             key = _submitted_order(row)
             running.append((key, row[0], row[3], row[5]))
-            failures = _decode_row(row, options, failed_inputs, memo) if decoding else []
+            failures = _decode_row(row, options, failed_inputs) if decoding else []
             found = judge(row, failures)
             if found is not None:
                 ordered.append((key, found))
@@ -842,7 +842,6 @@ def _decode_row(
     row: tuple[Any, ...],
     options: Options,
     failed_inputs: dict[str, dict[str, str]],
-    memo: dict[Any, Any],
 ) -> list[dict[str, Any]]:
     """Decode failures of one RUNNING flight's inputs and of the working map its reader
     rebuilds (the row carries them when the catalog knows its class); a flight with failures
@@ -854,8 +853,8 @@ def _decode_row(
         return []
     input_keys, input_values, working_parameters, work_keys, work_values = row[14:19]
     inputs = dict(zip(input_keys, input_values, strict=True)) if input_keys else {}
-    report = decode_map(fid, cls, inputs, catalog, options.reader, source="input", memo=memo)
-    failures = [x.to_json() for x in report.findings]
+    found = map_findings(fid, cls, inputs, catalog, options.reader, source="input")
+    failures = [x.to_json() for x in found]
     if row[8] is not None and (working_parameters is not None or work_keys):
         rows = dict(zip(work_keys, work_values, strict=True)) if work_keys else {}
         _, wm = decode_working_map(fid, cls, rows, working_parameters, catalog, options.reader)
