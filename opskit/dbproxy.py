@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.engine import URL, make_url
+from typing import TYPE_CHECKING, Any
 
 from opskit.envs import Env, SecretRef
 from opskit.errors import CommandFailed, OpsTimeout
 from opskit.events import Reporter, silent
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class DbTarget:
 
     def sqlalchemy_url(self) -> URL:
         """A SQLAlchemy URL (password, when known, inside the URL object — hidden in reprs)."""
+        # lazy: the proxy is also started for `repairtool --env`, whose reads do not use SQLAlchemy
+        from sqlalchemy.engine import URL, make_url
+
         if self.url_override:
             return make_url(self.url_override).set(drivername="postgresql+psycopg")
         return URL.create(

@@ -15,19 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-from invoke import Context
-from sqlalchemy.engine import URL
-
-from opskit.dbproxy import cloud_sql_proxy
 from opskit.envchoice import ENV_VAR, configured_env
 from opskit.envs import Env, list_envs, load_env
 from opskit.events import Event, Reporter
-from opskit.local import LocalPlatform
-from opskit.platform import GkePlatform
-from opskit.secrets import db_password
 from repairtool.errors import UsageError
-from repairtool.liveness import in_cluster
-from repairtool.stairway.db import DbSettings, parse_url
+from repairtool.stairway.dburl import DbSettings, DbUrl, parse_db_url
 from repairtool.target import DefaultEnv, Target
 
 
@@ -63,11 +55,14 @@ def _common(env: Env) -> dict[str, object]:
 
 
 def _local(env: Env) -> Target:
+    # lazy: the sandbox's modules (SQLAlchemy, jinja2, the kubernetes client) only for a local env
+    from opskit.local import LocalPlatform
+
     platform = LocalPlatform(env)
     handle = platform.handle()  # Unavailable (PLATFORM_UNREACHABLE) when not running
     url = handle.stairway_tcp_url().render_as_string(hide_password=False)
     return Target(
-        db=parse_url(url, f"--env {env.name}"),
+        db=DbSettings(parse_db_url(url, f"--env {env.name}"), f"--env {env.name}"),
         kubeconfig=str(handle.kubeconfig),
         queue_project=handle.config.project_id,
         pubsub_emulator_host=handle.emulator_host,
@@ -89,6 +84,15 @@ def _stderr_note(event: Event) -> None:
 
 
 def _gke(env: Env) -> Target:
+    # lazy: Invoke, the proxy and the kubernetes client only for a GKE env (a repairtool read
+    # command with --env prod then starts in the time its reads need)
+    from invoke import Context
+
+    from opskit.dbproxy import cloud_sql_proxy
+    from opskit.platform import GkePlatform
+    from opskit.secrets import db_password
+    from repairtool.liveness import in_cluster
+
     db = env.stairway.db
     if db is None:
         raise UsageError(f"{env.path}: no stairway.db section; pass --db URL")
@@ -111,8 +115,7 @@ def _gke(env: Env) -> Target:
     except BaseException:
         stack.close()
         raise
-    url = URL.create(
-        "postgresql+psycopg",
+    url = DbUrl(
         username=db.user,
         password=password.value if password is not None else None,  # None: libpq's ~/.pgpass
         host=target.host,

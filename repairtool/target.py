@@ -17,7 +17,7 @@ from repairtool.errors import UsageError
 
 if TYPE_CHECKING:
     # the resolver builds the settings; read commands take only its URL (no SQLAlchemy import)
-    from repairtool.stairway.db import DbSettings
+    from repairtool.stairway.dburl import DbSettings
 
 GROUP = "repairtool.targets"
 #: the entry-point group of the default-environment chooser (`$STAIRWAY_OPS_ENV`, Invoke config)

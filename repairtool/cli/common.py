@@ -144,6 +144,7 @@ def open_engine(args: argparse.Namespace) -> Engine:
     state directory's `local.env` fallback) and more than one environment file exists."""
     # lazy: SQLAlchemy and psycopg take ~0.3 s to import; --help must not wait for them
     from repairtool.stairway.db import make_engine, resolve_settings
+    from repairtool.stairway.dburl import render_hidden
 
     target = target_of(args)
     if target is not None:
@@ -154,8 +155,7 @@ def open_engine(args: argparse.Namespace) -> Engine:
     implicit = settings.source == str(fallback)
     _refuse_fix_on_fallback(args, implicit, fallback)
     how = "fallback: `repairtool local up`'s database" if implicit else settings.source
-    shown = settings.url.set(drivername="postgresql").render_as_string(hide_password=True)
-    _announce_once(f"database: {shown} ({how})", args)
+    _announce_once(f"database: {render_hidden(settings.url)} ({how})", args)
     return make_engine(settings)
 
 

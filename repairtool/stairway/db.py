@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from repairtool.stairway.dburl import (
     APPLICATION_NAME,
     ENV_FILE,
     ENV_URL,
+    DbSettings,
     UrlLike,
     describe_url,
     parse_db_url,
@@ -86,24 +86,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class DbSettings:
-    """Where the Stairway database is. The password never appears in `repr` or `str`."""
-
-    url: URL = field(repr=False)
-    source: str = "--db"
-
-    @property
-    def safe_url(self) -> str:
-        return describe_url(self.url)
-
-    def __repr__(self) -> str:
-        return f"DbSettings(url={self.safe_url!r}, source={self.source!r})"
-
-    __str__ = __repr__
-
-
 def _sqlalchemy_url(url: UrlLike) -> URL:
+    if isinstance(url, URL):
+        return url
     return URL.create(
         "postgresql+psycopg",
         username=url.username,
@@ -146,7 +131,7 @@ def make_engine(
     `hide_parameters=True`: no SQL error or log line can ever render a bound parameter (they
     hold FlightMap values with tokens)."""
     engine = create_engine(
-        settings.url,
+        _sqlalchemy_url(settings.url),
         pool_size=pool_size,
         max_overflow=2,
         pool_pre_ping=True,

@@ -55,6 +55,26 @@ class DbUrl:
     query: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DbSettings:
+    """Where the Stairway database is: a parsed URL (:class:`DbUrl`, or SQLAlchemy's `URL`) and
+    where it came from. The password never appears in `repr` or `str`. Reads open it with
+    psycopg (`pgread.ReadDb(settings.url)`); `db.make_engine` makes a SQLAlchemy engine of it
+    for changes (so an `--env` target is resolved without importing SQLAlchemy)."""
+
+    url: UrlLike = field(repr=False)
+    source: str = "--db"
+
+    @property
+    def safe_url(self) -> str:
+        return describe_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"DbSettings(url={self.safe_url!r}, source={self.source!r})"
+
+    __str__ = __repr__
+
+
 def describe_url(url: UrlLike) -> str:
     """`postgresql://USER@HOST:PORT/DB` for messages: no password, no query parameters."""
     user = f"{url.username}@" if url.username else ""

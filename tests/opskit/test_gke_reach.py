@@ -130,8 +130,18 @@ def _env_file(make_gke_env: Any, fake_gke: Any, inst: StairwayInstance, **over: 
     return env
 
 
+#: runs the CLI in this process, then says whether SQLAlchemy was imported
+_PROBE = """
+import sys
+from repairtool.cli import main
+code = main(sys.argv[1:])
+print("SQLALCHEMY" if "sqlalchemy" in sys.modules else "NO SQLALCHEMY")
+sys.exit(code)
+"""
+
+
 def _repairtool(
-    tools: Path, env: Env, inst: StairwayInstance, *args: str
+    tools: Path, env: Env, inst: StairwayInstance, *args: str, probe: bool = False
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
     base.update(
@@ -141,7 +151,7 @@ def _repairtool(
         FAKE_CLOUDSQL_UPSTREAM=f"127.0.0.1:{inst.port}",
     )
     return subprocess.run(
-        [sys.executable, "-m", "repairtool", *args],
+        [sys.executable, *(("-c", _PROBE) if probe else ("-m", "repairtool")), *args],
         capture_output=True,
         text=True,
         env=base,
@@ -402,3 +412,19 @@ def test_a_password_from_a_variable_needs_no_kubeconfig_for_a_read_command(
         del os.environ["SCAN_DB_PASSWORD"]
     assert proc.returncode == 0, proc.stderr
     assert "kubeconfig" not in proc.stderr and instance.password not in proc.stdout + proc.stderr
+
+
+def test_a_read_command_on_a_gke_env_never_imports_sqlalchemy(
+    fake_gke: Any, make_gke_env: Any, instance: StairwayInstance, tools: Path
+) -> None:
+    # the env's resolver (proxy, Secret, URL) reads on psycopg like `--db` does: the production
+    # path of an on-call `repairtool orphans --env prod` starts without SQLAlchemy's import
+    _put_k8s_secret(
+        fake_gke, SECRET_NAME, {"db": instance.db, "username": instance.user,
+                                "password": instance.password},
+    )  # fmt: skip
+    env = _env_file(make_gke_env, fake_gke, instance)
+    for args, code in ((("flights", "count"), 0), (("orphans", "--json"), 1)):
+        proc = _repairtool(tools, env, instance, *args, "--env", "jcarlton", probe=True)
+        assert proc.returncode == code, proc.stderr
+        assert proc.stdout.rstrip().endswith("NO SQLALCHEMY"), (args, proc.stdout[-200:])

@@ -1,10 +1,9 @@
 """Every read command reads on psycopg directly and never imports SQLAlchemy, which only
 changes need (their transactional API): `flights list|count|show|instances|audit|generation`,
-`orphans` (dry run) and `watch --once`, each run as a process against a seeded Postgres. And
-the changes still go through SQLAlchemy: `orphans --fix` imports it and applies its plan, and
-auto-resume on a watcher whose source reads on psycopg makes its engine for the change.
-
-(`repairtool decode` is not listed yet: its read path moves to psycopg separately.)
+`orphans` (dry run), `decode` (dry run) and `watch --once`, each run as a process against a
+seeded Postgres (with `--env` on a GKE env: tests/opskit/test_gke_reach.py). And the changes
+still go through SQLAlchemy: `orphans --fix` imports it and applies its plan, and auto-resume on
+a watcher whose source reads on psycopg makes its engine for the change.
 """
 
 from __future__ import annotations
@@ -54,6 +53,8 @@ READ_COMMANDS: dict[str, tuple[tuple[str, ...], int]] = {
     "orphans (dry run)": (("orphans", *LIVE_ARG), 1),  # 1: findings
     "orphans --json (dry run)": (("orphans", "--json", *LIVE_ARG), 1),
     "watch --once": (("watch", "--once", *LIVE_ARG), 1),
+    "decode --all (dry run)": (("decode", "--all", "--reader", "0.0.60"), 1),  # 1: findings
+    "decode --flight --json (dry run)": (("decode", "--flight", FLIGHT, "--json"), 0),
 }
 
 
