@@ -19,12 +19,12 @@ import orjson
 import psycopg
 
 from repairtool.detect import Action, Finding, Kind, decode_proposal
-from repairtool.events import Event, Sink, discard
+from repairtool.events import Event, Sink, discard, scan_progress
 from repairtool.flightmap import Catalog, ReaderVersion
 from repairtool.flightmap import Finding as MapFinding
 from repairtool.flightmap.decode import map_findings
 from repairtool.flightmap.working import Origin, decode_working_map
-from repairtool.stairway.pgread import Source, reading
+from repairtool.stairway.pgread import Source, estimate_rows, reading
 from repairtool.stairway.version import column_exists, require_stairway, table_exists
 
 loads = orjson.loads  # Postgres writes the JSON; its texts come back as they are stored
@@ -152,7 +152,7 @@ class DecodeStream:
         progress = self.on_event is not discard
         with reading(self.source) as conn:
             sql, params = scan_sql(_shape(conn), self.flight_ids, self.all_flights, working)
-            total = _estimate(conn, sql, params) if progress else None
+            total = estimate_rows(conn, sql, params) if progress else None
             if progress:
                 self.on_event(
                     Event("scan.start", "scanning flights", {"total": total, "estimated": True})
@@ -174,24 +174,10 @@ class DecodeStream:
                 if finding is not None:
                     yield finding
                 if progress and not self.flights % CHUNK:
-                    self.on_event(_progress(self.flights, total))
+                    self.on_event(scan_progress(self.flights, total))
             if progress:
                 done = self.flights
                 self.on_event(Event("scan.done", f"{done} flights", {"done": done}))
-
-
-def _estimate(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int | None:
-    """The planner's estimate of the flights in scope: the N of the progress line."""
-    row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
-    try:
-        return int(row[0][0]["Plan"]["Plan Rows"]) if row is not None else None
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-
-
-def _progress(done: int, total: int | None) -> Event:
-    data = {"done": done, "total": max(total, done) if total is not None else None}
-    return Event("scan.progress", f"{done} flights", {**data, "estimated": True})
 
 
 def _finding(

@@ -50,13 +50,13 @@ from typing import Any
 import psycopg
 
 from repairtool.errors import UnknownFlight
-from repairtool.events import Event, Sink, discard
+from repairtool.events import Event, Sink, discard, scan_progress
 from repairtool.flightmap import Catalog, ReaderVersion
 from repairtool.flightmap.decode import map_findings
 from repairtool.flightmap.working import decode_working_map
 from repairtool.liveness import Liveness
 from repairtool.stairway.errors import shown
-from repairtool.stairway.pgread import Source, run_read
+from repairtool.stairway.pgread import Source, estimate_rows, run_read
 from repairtool.stairway.probe import (
     AUDIT_SCHEMA,
     AUDIT_STATE_SQL,
@@ -452,7 +452,7 @@ def detect_in(
     sql, params = _detection_sql(shape, options)
     progress = on_event is not discard
     if progress:
-        total = _estimate(conn, sql, params)
+        total = estimate_rows(conn, sql, params)
         on_event(Event("scan.start", "scanning flights", {"total": total, "estimated": True}))
     # Streamed in chunks, unordered: each flight is judged (and a RUNNING one's FlightMaps
     # decoded) while the server still scans `flight` (a Gather without a merge: its workers keep
@@ -470,7 +470,7 @@ def detect_in(
     for row in cursor.stream(sql, params, size=_CHUNK):
         scanned += 1
         if progress and not scanned % _CHUNK:
-            on_event(_progress(scanned, total))
+            on_event(scan_progress(scanned, total))
         status = row[2]
         if status == "RUNNING":
             key = _submitted_order(row)
@@ -645,21 +645,6 @@ def _overdue_finding(
         )
     evidence["note"] = "informational: no action proposed; the exit code ignores it"
     return Finding(Kind.QUEUED_OVERDUE, fid, cls, status, owner, Action.NONE, evidence)
-
-
-def _estimate(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int | None:
-    """The planner's estimate of the rows `sql` returns (the non-terminal flights): the N of
-    the progress line, for one planning round trip."""
-    row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
-    try:
-        return int(row[0][0]["Plan"]["Plan Rows"]) if row is not None else None
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-
-
-def _progress(done: int, total: int | None) -> Event:
-    data = {"done": done, "total": max(total, done) if total is not None else None}
-    return Event("scan.progress", f"{done} flights", {**data, "estimated": True})
 
 
 def _first(item: tuple[Any, ...]) -> Any:

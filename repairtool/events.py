@@ -30,3 +30,10 @@ def fan_out(*sinks: Sink) -> Sink:
             sink(event)
 
     return send
+
+
+def scan_progress(done: int, total: int | None) -> Event:
+    """`scan.progress`: `done` flights of about `total` (the planner's estimate, so never shown
+    below `done`)."""
+    data = {"done": done, "total": max(total, done) if total is not None else None}
+    return Event("scan.progress", f"{done} flights", {**data, "estimated": True})

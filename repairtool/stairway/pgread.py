@@ -270,3 +270,13 @@ def reading(
         raise translate(error, "read") from None
     finally:
         lease.release()
+
+
+def estimate_rows(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int | None:
+    """The planner's estimate of the rows `sql` returns, for one planning round trip (the N of a
+    scan's progress line); None when the plan does not say."""
+    row = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
+    try:
+        return int(row[0][0]["Plan"]["Plan Rows"]) if row is not None else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None

@@ -28,20 +28,12 @@ from repairtool.stairway.model import (
     Instance,
 )
 from repairtool.stairway.pgread import Source, run_read
-from repairtool.stairway.probe import columns, require_columns
+from repairtool.stairway.probe import READ_COLUMNS, columns, require_columns
 from repairtool.stairway.sql import rows
 from repairtool.stairway.version import require_stairway
 
 #: the `flight` columns every read selects, in this order
-FLIGHT_NAMES = (
-    "flightid",
-    "submit_time",
-    "class_name",
-    "completed_time",
-    "status",
-    "serialized_exception",
-    "stairway_id",
-)
+FLIGHT_NAMES = READ_COLUMNS["flight"]
 FLIGHT_COLUMNS = ", ".join(FLIGHT_NAMES)
 
 
