@@ -30,6 +30,7 @@ from opskit.errors import NotFound, Refused
 from repairtool.localpg import PgServer, create_database
 from repairtool.stairway.schema import create_schema
 from sandbox.secretmanager import SecretManagerServer
+from tests.cliprocess import clean_env, probe
 
 FIX = Path(__file__).parent / "fixtures"
 SECRET_NAME = "workspacemanager-stairway-db-creds"
@@ -130,32 +131,27 @@ def _env_file(make_gke_env: Any, fake_gke: Any, inst: StairwayInstance, **over: 
     return env
 
 
-#: runs the CLI in this process, then says whether SQLAlchemy was imported
-_PROBE = """
-import sys
-from repairtool.cli import main
-code = main(sys.argv[1:])
-print("SQLALCHEMY" if "sqlalchemy" in sys.modules else "NO SQLALCHEMY")
-sys.exit(code)
-"""
-
-
 def _repairtool(
-    tools: Path, env: Env, inst: StairwayInstance, *args: str, probe: bool = False
+    tools: Path, env: Env, inst: StairwayInstance, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
-    base.update(
-        PATH=os.pathsep.join([str(tools), os.path.dirname(sys.executable), base["PATH"]]),
+    return subprocess.run(
+        [sys.executable, "-m", "repairtool", *args],
+        capture_output=True,
+        text=True,
+        env=_gke_env(tools, env, inst),
+        timeout=120,
+    )
+
+
+def _gke_env(tools: Path, env: Env, inst: StairwayInstance) -> dict[str, str]:
+    """The environment of a repairtool process on the env: its envs dir and state, the fake
+    tools (gcloud, cloud-sql-proxy) first on PATH, the proxy's upstream."""
+    path = os.pathsep.join([str(tools), os.path.dirname(sys.executable), os.environ["PATH"]])
+    return clean_env(
+        PATH=path,
         STAIRWAY_OPS_ENVS_DIR=str(env.path.parent),
         STAIRWAY_OPS_STATE_DIR=str(env.path.parent.parent / "state-root"),
         FAKE_CLOUDSQL_UPSTREAM=f"127.0.0.1:{inst.port}",
-    )
-    return subprocess.run(
-        [sys.executable, *(("-c", _PROBE) if probe else ("-m", "repairtool")), *args],
-        capture_output=True,
-        text=True,
-        env=base,
-        timeout=120,
     )
 
 
@@ -425,6 +421,6 @@ def test_a_read_command_on_a_gke_env_never_imports_sqlalchemy(
     )  # fmt: skip
     env = _env_file(make_gke_env, fake_gke, instance)
     for args, code in ((("flights", "count"), 0), (("orphans", "--json"), 1)):
-        proc = _repairtool(tools, env, instance, *args, "--env", "jcarlton", probe=True)
-        assert proc.returncode == code, proc.stderr
-        assert proc.stdout.rstrip().endswith("NO SQLALCHEMY"), (args, proc.stdout[-200:])
+        run = probe([*args, "--env", "jcarlton"], _gke_env(tools, env, instance))
+        assert run.code == code, run.stderr
+        assert "sqlalchemy" not in run.heavy, args

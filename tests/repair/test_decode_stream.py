@@ -6,10 +6,6 @@ SQLAlchemy, and what the spool writes after the scan is what the command printed
 from __future__ import annotations
 
 import io
-import os
-import pty
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -24,19 +20,11 @@ from repairtool.flightmap import ReaderVersion, load_builtin_catalog
 from repairtool.localpg import PgServer, create_database, drop_database
 from repairtool.stairway.dburl import parse_db_url
 from repairtool.stairway.pgread import ReadDb
+from tests.cliprocess import on_a_terminal, probe
 
 # more than two chunks of flights; one in 7 with inputs no reader reads
 SPEC = Spec(flights=2500, running=20, waiting=10, mixed_every=7)
 CATALOG = load_builtin_catalog("workspace-manager")
-
-PROBE = """
-import sys
-from repairtool.cli import main
-code = main(sys.argv[1:])
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "pydantic"})
-print("HEAVY " + ",".join(heavy) if heavy else "CLEAN")
-print("EXIT", code)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +34,6 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
     generate(conninfo, SPEC)
     yield conninfo
     drop_database(pg_server, "decode_stream")
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
 
 
 def test_findings_come_while_the_scan_still_runs(db_url: str) -> None:
@@ -82,42 +66,16 @@ def test_the_scan_reports_progress_in_chunks_against_the_planners_estimate(db_ur
 
 @pytest.mark.parametrize("output", ["json", "table"])
 def test_decode_all_dry_run_never_imports_sqlalchemy_or_pydantic(db_url: str, output: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, "decode", "--all", "--db", db_url, "-o", output],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-    )
-    *_, verdict, code = proc.stdout.rstrip("\n").split("\n")
-    assert code == "EXIT 1", proc.stderr  # findings
-    assert verdict == "CLEAN"
+    run = probe(["decode", "--all", "--db", db_url, "-o", output])
+    assert run.code == 1, run.stderr  # findings
+    assert not run.heavy
 
 
 def test_decode_all_on_a_terminal_draws_progress_on_stderr(db_url: str) -> None:
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "repairtool", "decode", "--all", "--db", db_url],
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-        env=_env(),
-    )
-    os.close(secondary)
-    stdout, _ = proc.communicate(timeout=120)
-    stderr = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        stderr += chunk
-    os.close(primary)
-    assert proc.returncode == 1, stderr
-    text = stderr.decode()
-    assert f"scanning {CHUNK:,}/~" in text and "flights" in text
-    assert text.endswith("\r\x1b[K")  # cleared before the table is printed
+    code, stdout, stderr = on_a_terminal(["decode", "--all", "--db", db_url])
+    assert code == 1, stderr
+    assert f"scanning {CHUNK:,}/~" in stderr and "flights" in stderr
+    assert stderr.endswith("\r\x1b[K")  # cleared before the table is printed
     assert stdout.startswith(b"Reader: ")
 
 

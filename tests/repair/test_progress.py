@@ -4,10 +4,6 @@ pipe or with `-o json` nothing (the golden-document test holds pipes to an empty
 from __future__ import annotations
 
 import io
-import os
-import pty
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +16,7 @@ from repairtool.liveness import from_names
 from repairtool.localpg import PgServer, create_database, drop_database
 from repairtool.stairway.dburl import parse_db_url
 from repairtool.stairway.pgread import ReadDb
+from tests.cliprocess import on_a_terminal
 
 # 640 non-terminal flights: more than one chunk of the streamed scan (500)
 SPEC = Spec(flights=3000, running=40, waiting=600)
@@ -83,39 +80,10 @@ def test_detection_reports_its_scan_in_chunks_against_the_planners_estimate(db_u
 
 def test_orphans_on_a_terminal_draws_progress_on_stderr(db_url: str) -> None:
     """The real command with its stderr on a pseudo-terminal (stdout a pipe: the table)."""
-    primary, secondary = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "repairtool",
-            "orphans",
-            "--db",
-            db_url,
-            "--reader",
-            "0.0.61",
-            "--live-instances",
-            ",".join(LIVE),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-        env=env,
+    code, stdout, text = on_a_terminal(
+        ["orphans", "--db", db_url, "--reader", "0.0.61", "--live-instances", ",".join(LIVE)]
     )
-    os.close(secondary)
-    stdout, _ = proc.communicate(timeout=120)
-    stderr = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        stderr += chunk
-    os.close(primary)
-    assert proc.returncode == 1, stderr  # findings
-    text = stderr.decode()
+    assert code == 1, text  # findings
     assert "scanning 500/~" in text and "flights" in text
     assert text.endswith("\r\x1b[K")  # cleared: the table below is not overwritten
     assert b"dead_owner" in stdout

@@ -9,9 +9,6 @@ a watcher whose source reads on psycopg makes its engine for the change.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import psycopg
@@ -27,16 +24,8 @@ from repairtool.stairway.pgread import ReadDb
 from repairtool.watch import AutoResume, Watcher, WatchOptions, WatchSource
 
 # `kube`: the sandbox's loopback Kubernetes API with the service's pods (a fixture)
+from tests.cliprocess import Probed, clean_env, probe
 from tests.repair.test_watch import DEAD, SELECTOR, Clock, _flight, kube  # noqa: F401
-
-#: runs the CLI in this process, then says whether SQLAlchemy was imported and the exit code
-PROBE = """
-import sys
-from repairtool.cli import main
-code = main(sys.argv[1:])
-print("SQLALCHEMY" if "sqlalchemy" in sys.modules else "NO SQLALCHEMY")
-print("EXIT", code)
-"""
 
 SPEC = Spec(flights=500, running=10, waiting=5)
 #: a flight of the generator, with its inputs and three log rows
@@ -67,29 +56,18 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
     drop_database(pg_server, "read_commands")
 
 
-def run_probe(*args: str) -> tuple[bool, int, str, subprocess.CompletedProcess[str]]:
-    """(SQLAlchemy imported?, exit code, the command's own stdout, the process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
-    env["STAIRWAY_OPS_STATE_DIR"] = "/nonexistent-state-dir"
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    *body, verdict, code = proc.stdout.rstrip("\n").split("\n")
-    assert verdict in ("SQLALCHEMY", "NO SQLALCHEMY") and code.startswith("EXIT "), proc
-    return verdict == "SQLALCHEMY", int(code.split()[1]), "\n".join(body), proc
+def run_probe(*args: str) -> Probed:
+    """The command run as a process, with no state directory to fall back on."""
+    return probe(args, clean_env(STAIRWAY_OPS_STATE_DIR="/nonexistent-state-dir"))
 
 
 @pytest.mark.parametrize("command", sorted(READ_COMMANDS))
 def test_a_read_command_never_imports_sqlalchemy(db_url: str, command: str) -> None:
     args, expected_exit = READ_COMMANDS[command]
-    imported, code, out, proc = run_probe(*args, "--db", db_url)
-    assert code == expected_exit, proc.stderr
-    assert out.strip(), proc.stderr  # it printed what it read
-    assert not imported, f"{command} imported SQLAlchemy"
+    run = run_probe(*args, "--db", db_url)
+    assert run.code == expected_exit, run.stderr
+    assert run.out.strip(), run.stderr  # it printed what it read
+    assert "sqlalchemy" not in run.heavy, f"{command} imported SQLAlchemy"
 
 
 def test_orphans_fix_still_changes_flights_through_sqlalchemy(pg_server: PgServer) -> None:
@@ -108,10 +86,10 @@ def test_orphans_fix_still_changes_flights_through_sqlalchemy(pg_server: PgServe
             }
         assert dead_owned
         fix = ("orphans", "--fix", "--yes", "--reason", "test", "--json", *LIVE_ARG)
-        imported, code, out, proc = run_probe(*fix, "--db", conninfo)
-        assert code in (0, 1), proc.stderr
-        assert imported  # the plan is applied through SQLAlchemy's transactional API
-        applied = json.loads(out)["applied"]
+        run = run_probe(*fix, "--db", conninfo)
+        assert run.code in (0, 1), run.stderr
+        assert "sqlalchemy" in run.heavy  # the plan is applied through its transactional API
+        applied = json.loads(run.out)["applied"]
         resumed = {a["flight_id"] for a in applied if a["action"] == "resume"}
         assert resumed == dead_owned
         with psycopg.connect(conninfo) as conn:

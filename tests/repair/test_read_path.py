@@ -5,24 +5,13 @@ inferred from the database) never imports SQLAlchemy, which only `--fix` needs, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from bench.benchdb import LIVE, Spec, generate
 from repairtool.localpg import PgServer, create_database, drop_database
-
-PROBE = """
-import sys
-from repairtool.cli import main
-code = main(sys.argv[1:])
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "pydantic"})
-print("HEAVY " + ",".join(heavy) if heavy else "CLEAN")
-print("EXIT", code)
-"""
+from tests.cliprocess import probe
 
 
 @pytest.fixture(scope="module")
@@ -36,28 +25,10 @@ def db_url(pg_server: PgServer) -> Iterator[str]:
 
 @pytest.mark.parametrize("output", ["json", "table"])
 def test_orphans_dry_run_never_imports_sqlalchemy_or_pydantic(db_url: str, output: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAIRWAY_", "PG"))}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            PROBE,
-            "orphans",
-            "--db",
-            db_url,
-            "-o",
-            output,
-            "--live-instances",
-            ",".join(LIVE),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    *body, verdict, code = proc.stdout.rstrip("\n").split("\n")
-    assert code == "EXIT 1", proc.stderr  # findings: the generator's dead-owner flights
-    assert verdict == "CLEAN"
+    args = ["orphans", "--db", db_url, "-o", output, "--live-instances", ",".join(LIVE)]
+    run = probe(args)
+    assert run.code == 1, run.stderr  # findings: the generator's dead-owner flights
+    assert not run.heavy
     if output == "json":
-        doc = json.loads("\n".join(body))
+        doc = json.loads(run.out)
         assert sum(f["kind"] == "dead_owner" for f in doc["findings"]) == 5
