@@ -415,10 +415,7 @@ def test_a_read_command_on_a_gke_env_never_imports_sqlalchemy(
 ) -> None:
     # the env's resolver (proxy, Secret, URL) reads on psycopg like `--db` does: the production
     # path of an on-call `repairtool orphans --env prod` starts without SQLAlchemy's import
-    _put_k8s_secret(
-        fake_gke, SECRET_NAME, {"db": instance.db, "username": instance.user,
-                                "password": instance.password},
-    )  # fmt: skip
+    _put_k8s_secret(fake_gke, SECRET_NAME, {"password": instance.password})
     env = _env_file(make_gke_env, fake_gke, instance)
     for args, code in ((("flights", "count"), 0), (("orphans", "--json"), 1)):
         run = probe([*args, "--env", "jcarlton"], _gke_env(tools, env, instance))
