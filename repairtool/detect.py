@@ -43,13 +43,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from repairtool.errors import UnknownFlight
 from repairtool.events import Event, Sink, discard, scan_progress
 from repairtool.flightmap import Catalog, ReaderVersion
 from repairtool.flightmap.decode import map_findings
@@ -70,7 +69,6 @@ from repairtool.stairway.probe import (
     columns_of,
 )
 from repairtool.stairway.retry import DEFAULT_RETRY, RetryPolicy
-from repairtool.stairway.version import require_stairway
 
 
 class Kind(enum.StrEnum):
@@ -863,27 +861,3 @@ def read_inputs(source: Source, flight_ids: list[str]) -> dict[str, dict[str, st
         return out
 
     return run_read(source, body, what="read inputs")
-
-
-def require_flights(source: Source, flight_ids: Sequence[str]) -> None:
-    """Raise `UnknownFlight` (one line, exit NOT_FOUND) naming the first of `flight_ids` that is
-    not in the `flight` table — so a typo in `--flight` is not mistaken for "nothing to do"
-    (`repairtool.stairway.queries.require_flights` on the read path)."""
-    if not flight_ids:
-        return
-
-    def body(conn: psycopg.Connection[Any]) -> list[str]:
-        require_stairway(conn)
-        found = {
-            fid
-            for (fid,) in conn.execute(
-                "SELECT flightid FROM flight WHERE flightid = ANY(%(ids)s)",
-                {"ids": list(flight_ids)},
-            )
-        }
-        return [f for f in flight_ids if f not in found]
-
-    missing = run_read(source, body, what="flight.get")
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise UnknownFlight(f"Unknown flight id {shown(missing[0])}{more}")

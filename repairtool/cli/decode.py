@@ -95,10 +95,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     # --fix go through SQLAlchemy (~0.3 s); --help must not wait for them
     from repairtool.cli.spool import Spool
     from repairtool.decodescan import DecodeStream
-    from repairtool.detect import Action, Detection, read_inputs, require_flights
+    from repairtool.detect import Action, Detection, read_inputs
     from repairtool.jsonout import Encoded, write_document
     from repairtool.liveness import from_registry
     from repairtool.plan import build_plan
+    from repairtool.stairway.queries import require_flights
 
     reason = require_reason(args.reason) if args.fix else ""
     db = open_reader(args)

@@ -340,7 +340,8 @@ def detect_options(
 
 def cmd_orphans(args: argparse.Namespace) -> int:
     # lazy: detection reads with psycopg (~50 ms to import); --help must not wait for it
-    from repairtool.detect import detect, require_flights
+    from repairtool.detect import detect
+    from repairtool.stairway.queries import require_flights
 
     if args.fix:
         reason = require_reason(args.reason)
