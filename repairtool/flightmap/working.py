@@ -14,14 +14,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import struct
+from collections.abc import Hashable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from . import java
 from .catalog import ANY, Catalog, CatalogType, TypeKind
 from .decode import Finding, MapReport, decode_map
 from .errors import JacksonParseError
-from .jackson import dumps, is_wrapper, legacy_items
+from .jackson import JsonFloat, dumps, is_wrapper, legacy_items
 from .reader import ReaderVersion
 from .scalars import Reject
 from .semantics import Context, read_object
@@ -167,17 +170,94 @@ def _runtime(cls: str, content: Any, cx: Context) -> str:
 
 
 def _kept(container: java.Container, content: Any, cx: Context) -> Any:
-    """The content a read keeps: Guava's map deserializer drops null values."""
+    """The content a read keeps: Guava's map deserializer drops null values; a set keeps one
+    of the elements Java holds equal (see :func:`_distinct`)."""
     if container.nulls == java.SKIP and cx.guava and type(content) is dict:
         return {k: v for k, v in content.items() if v is not None}
+    if container.kind == java.SET_KIND and type(content) is list and len(content) > 1:
+        return _distinct(content, cx, sorted_set=_SORTED_SET.search(container.name) is not None)
     return content
+
+
+_SORTED_SET = re.compile(r"(TreeSet|SortedSet|NavigableSet)$")
+_UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def _distinct(items: list[Any], cx: Context, *, sorted_set: bool) -> list[Any]:
+    """The elements a Java set keeps when the read adds them in order: the first of each group
+    that `equals` (a sorted set: `compareTo`) holds equal. Equality is modelled for the values
+    whose Java equality is their value — strings, booleans, boxed numbers (by type), BigInteger,
+    BigDecimal (value and scale; a sorted set: value only), doubles (by bits), enum constants,
+    UUIDs, null; any other element (a bean, a collection, a time) is kept, each distinct.
+    Found by the conformance suite: Jackson's set of ``["a","x","a"]`` holds two elements."""
+    seen: set[Hashable] = set()
+    out: list[Any] = []
+    for item in items:
+        key = _equality_key(item, cx, sorted_set)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(item)
+    return out
+
+
+def _equality_key(node: Any, cx: Context, sorted_set: bool) -> Hashable | None:
+    t = type(node)
+    if node is None:
+        return ("null",)
+    if t is str:
+        return (java.STRING, node)
+    if t is bool:
+        return (java.BOOLEAN, node)
+    if t is int:  # read as Object: an Integer, else a Long, else a BigInteger
+        if java.INT_MIN <= node <= java.INT_MAX:
+            return (java.INTEGER, node)
+        return (java.LONG if java.LONG_MIN <= node <= java.LONG_MAX else java.BIG_INTEGER, node)
+    if t is JsonFloat:  # read as Object: a Double
+        return (java.DOUBLE, struct.pack(">d", node))
+    if not is_wrapper(node):
+        return None
+    cls, content = node
+    if cls in (java.LONG, java.INTEGER, java.SHORT, java.BYTE, java.BIG_INTEGER):
+        return (cls, content) if type(content) is int else None
+    if cls == java.BIG_DECIMAL and type(content) in (int, JsonFloat):
+        return _big_decimal_key(content, sorted_set)
+    if cls in (java.DOUBLE, java.FLOAT) and type(content) in (int, JsonFloat):
+        fmt = ">d" if cls == java.DOUBLE else ">f"
+        try:
+            return (cls, struct.pack(fmt, float(content)))
+        except OverflowError:
+            return None
+    if cls == java.UUID and type(content) is str and _UUID_TEXT.fullmatch(content):
+        return (cls, content.lower())
+    known = cx.classes.get(cls)
+    if known is not None and known.kind is TypeKind.ENUM and type(content) is str:
+        return (cls, content)  # a constant is a singleton
+    return None
+
+
+def _big_decimal_key(content: int | JsonFloat, sorted_set: bool) -> Hashable | None:
+    """`new BigDecimal(text)`: equal to another when value and scale are (compareTo: the value)."""
+    try:
+        value = Decimal(content.text if type(content) is JsonFloat else str(content))
+    except InvalidOperation:
+        return None
+    if sorted_set:
+        return (java.BIG_DECIMAL, "value", value)  # Decimal equality is numeric
+    sign, digits, exponent = value.as_tuple()
+    if not any(digits):
+        sign = 0  # BigDecimal has no negative zero
+    return (java.BIG_DECIMAL, sign, int("".join(map(str, digits)) or "0"), exponent)
 
 
 def _content(cls: str, content: Any, cx: Context) -> Any:
     container = java.CONTAINERS.get(cls)
     if container is not None:
         if type(content) is list:
-            return [_object_context(item, cx) for item in content]
+            return [_object_context(item, cx) for item in _kept(container, content, cx)]
         if type(content) is dict:
             kept = _kept(container, content, cx)
             return {k: _object_context(v, cx) for k, v in kept.items()}
@@ -185,6 +265,8 @@ def _content(cls: str, content: Any, cx: Context) -> Any:
     component = java.array_component(cls)
     if component == java.OBJECT and type(content) is list:
         return [_object_context(item, cx) for item in content]
+    if cls == java.UUID and type(content) is str and _UUID_TEXT.fullmatch(content):
+        return content.lower()  # UUID.toString writes the canonical, lower-case form
     if cls in java.SCALAR_CLASSES:
         return content
     return _fields(content, cx)  # enum constants, POJO fields, arrays of other components

@@ -110,3 +110,31 @@ def test_from_json_conversion_is_byte_identical(oracle: Oracle, tally: Tally) ->
     _conversions()
     tally.cases["fromJson conversions"] += _STATE["cases"]
     assert _STATE["cases"] >= CASES // 8
+
+
+#: found by a random `inv conformance --cases 20000` run (2026-12-01): equal elements in a set
+EQUAL_ELEMENTS = (
+    '["java.util.HashMap",{'
+    '"k0":["java.util.LinkedHashSet",[["java.math.BigDecimal",1E+3],"ya29.a0Af-token",'
+    '["java.math.BigDecimal",1E+3],["java.lang.Long",-23486]]],'
+    '"k1":["java.util.HashSet",["a","x","a",1,["java.lang.Integer",1],["java.lang.Long",1]]],'
+    '"k2":["java.util.HashSet",[["java.math.BigDecimal",1E+3],["java.math.BigDecimal",1000],'
+    '["java.math.BigDecimal",1.0E+3],0.0,-0.0,["java.lang.Double",0.0]]],'
+    '"k3":["java.util.TreeSet",[["java.math.BigDecimal",1E+3],["java.math.BigDecimal",1000]]],'
+    '"k4":["java.util.HashSet",[["java.util.UUID","8F0A3C55-1B2D-4E6F-8A9B-0C1D2E3F4A5B"],'
+    '["java.util.UUID","8f0a3c55-1b2d-4e6f-8a9b-0c1d2e3f4a5b"],null,null]]'
+    "}]"
+)
+
+
+def test_a_set_keeps_one_of_the_elements_java_holds_equal_as_jacksons_does(oracle: Oracle) -> None:
+    (answer,) = oracle.read_maps(
+        [{"reader": "typed", "source": "working", "rows": {}, "json": EQUAL_ELEMENTS, "gets": {}}]
+    )
+    truth = answer["texts"]
+    assert not answer["rebuild_failures"]
+    # strings and boxed numbers by type; BigDecimal by value and scale (a TreeSet: by value);
+    # doubles by bits; UUIDs by value; one null
+    assert [len(json.loads(truth[k])[1]) for k in ("k0", "k1", "k2", "k3", "k4")] == [3, 4, 5, 1, 2]
+    ours = converted(EQUAL_ELEMENTS)
+    assert {k: canonical(v) for k, v in ours.items()} == {k: canonical(v) for k, v in truth.items()}
